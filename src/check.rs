@@ -1,0 +1,143 @@
+//! `ferry check`: validate a configuration and its certificates, and say what it will do.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Config, ListenerKind, RouteAction};
+use crate::router::PathMatch;
+use crate::tls::{CertError, LoadedCert, load_certificates};
+
+/// What `check` found beyond the config's own validation.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// The summary a person reads on success.
+    pub summary: String,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// Checks certificates (unless `no_files`) and describes listeners, certificates, upstreams and routes.
+pub fn check(config: &Config, no_files: bool) -> CheckReport {
+    let mut report = CheckReport::default();
+    let certs: Vec<LoadedCert> = if no_files {
+        Vec::new()
+    } else {
+        match load_certificates(&config.certificates) {
+            Ok(certs) => certs,
+            Err(errors) => {
+                report
+                    .errors
+                    .extend(errors.iter().map(|e: &CertError| e.to_string()));
+                Vec::new()
+            }
+        }
+    };
+    for cert in &certs {
+        let path = cert.config.cert.display();
+        if cert.info.is_expired() {
+            report
+                .errors
+                .push(format!("{path} expired on {}", date(cert.info.not_after)));
+        } else if cert.info.remaining() < EXPIRY_WARNING {
+            report.warnings.push(format!(
+                "{path} expires in {} days ({})",
+                cert.info.remaining().as_secs() / 86_400,
+                date(cert.info.not_after)
+            ));
+        }
+        if let Some(i) = cert.info.chain_out_of_order {
+            report.warnings.push(format!(
+                "{path}: certificate {} of the chain was not issued by certificate {} (order is leaf first, then each issuer)",
+                i + 1,
+                i + 2
+            ));
+        }
+    }
+
+    let s = &mut report.summary;
+    let _ = writeln!(s, "listeners:");
+    for l in &config.listeners {
+        let what = match l.kind {
+            ListenerKind::Tls if l.http2 => "TLS, HTTP/2 + HTTP/1.1".to_owned(),
+            ListenerKind::Tls => "TLS, HTTP/1.1".to_owned(),
+            ListenerKind::Plain => "plain HTTP/1.1".to_owned(),
+            ListenerKind::RedirectHttps => match config.https_port() {
+                Some(port) => format!("redirects to https (port {port})"),
+                None => "redirects to https (port 443)".to_owned(),
+            },
+        };
+        let _ = writeln!(s, "  {:<22} {what}", l.addr);
+    }
+    if !config.certificates.is_empty() {
+        let _ = writeln!(s, "certificates (the first is the default):");
+        if no_files {
+            for c in &config.certificates {
+                let _ = writeln!(s, "  {} (not read: --no-files)", c.cert.display());
+            }
+        }
+        for cert in &certs {
+            let _ = writeln!(
+                s,
+                "  {}\n      names: {}\n      expires: {} (in {} days)",
+                cert.config.cert.display(),
+                cert.info.names.join(", "),
+                date(cert.info.not_after),
+                cert.info.remaining().as_secs() / 86_400
+            );
+        }
+    }
+    let _ = writeln!(s, "upstreams:");
+    for u in &config.upstreams {
+        let servers: Vec<_> = u.servers.iter().map(|a| a.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "  {:<12} {}  (connect {:?}, read {:?})",
+            u.name,
+            servers.join(", "),
+            u.connect_timeout,
+            u.read_timeout
+        );
+    }
+    let _ = writeln!(s, "routes (first match wins):");
+    for (i, r) in config.routes.iter().enumerate() {
+        let hosts = if r.hosts.is_empty() {
+            "any host".to_owned()
+        } else {
+            r.hosts
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let path = match &r.path {
+            PathMatch::Any => "any path".to_owned(),
+            PathMatch::Prefix(p) => format!("prefix {}", p.join(", ")),
+            PathMatch::Exact(p) => format!("exactly {}", p.join(", ")),
+            PathMatch::Regex(re) => format!("regex {}", re.as_str()),
+        };
+        let action = match &r.action {
+            RouteAction::Upstream(u) => format!("-> upstream {}", config.upstreams[*u].name),
+            RouteAction::Redirect { to, status } => format!("-> {} {to}", status.as_u16()),
+        };
+        let _ = writeln!(s, "  {}. {:<12} {hosts}; {path} {action}", i + 1, r.name);
+    }
+    report
+}
+
+/// `YYYY-MM-DD` (UTC).
+fn date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match time::OffsetDateTime::from_unix_timestamp(secs as i64) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day()
+        ),
+        Err(_) => "?".to_owned(),
+    }
+}

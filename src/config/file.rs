@@ -1,0 +1,172 @@
+//! proxy.toml as the user writes it: serde types with spans, no interpretation.
+//!
+//! `validate.rs` turns these into a [`Config`](super::Config). The key names
+//! here are ferry's public interface; [`SCHEMA`] lists the same keys so that
+//! every unknown key can be reported at once, with a suggestion.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: Option<Spanned<FileServer>>,
+    #[serde(default)]
+    pub listen: Vec<Spanned<FileListen>>,
+    #[serde(default)]
+    pub certificate: Vec<Spanned<FileCertificate>>,
+    #[serde(default)]
+    pub upstream: BTreeMap<Spanned<String>, Spanned<FileUpstream>>,
+    #[serde(default)]
+    pub route: Vec<Spanned<FileRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub workers: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListen {
+    pub addr: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub redirect_https: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub http2: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificate {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub read_timeout: Option<Spanned<String>>,
+    pub pool_idle_timeout: Option<Spanned<String>>,
+    pub pool_max_idle: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: Option<Spanned<String>>,
+    pub hosts: Option<Spanned<OneOrMany>>,
+    pub path_prefix: Option<Spanned<OneOrMany>>,
+    pub path_exact: Option<Spanned<OneOrMany>>,
+    pub path_regex: Option<Spanned<String>>,
+    pub upstream: Option<Spanned<String>>,
+    pub redirect: Option<Spanned<FileRedirect>>,
+    pub read_timeout: Option<Spanned<String>>,
+    pub request_headers: Option<Spanned<FileHeaderOps>>,
+    pub response_headers: Option<Spanned<FileHeaderOps>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedirect {
+    pub to: Spanned<String>,
+    pub status: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHeaderOps {
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub add: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
+}
+
+/// A string or a list of strings (`path_prefix = "/"` or `["/api", "/auth"]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The shape of the file, for reporting unknown keys (all of them, with suggestions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shape {
+    /// A value we don't look inside.
+    Leaf,
+    /// A table with these keys.
+    Table(&'static [(&'static str, Shape)]),
+    /// An array of tables with these keys (`[[route]]`).
+    Tables(&'static [(&'static str, Shape)]),
+    /// A table of user-named tables with these keys (`[upstream.NAME]`).
+    Named(&'static [(&'static str, Shape)]),
+}
+
+use Shape::{Leaf, Named, Table, Tables};
+
+const HEADER_OPS: &[(&str, Shape)] = &[("set", Leaf), ("add", Leaf), ("remove", Leaf)];
+
+pub(crate) const SCHEMA: &[(&str, Shape)] = &[
+    (
+        "server",
+        Table(&[
+            ("trusted_proxies", Leaf),
+            ("shutdown_grace", Leaf),
+            ("handshake_timeout", Leaf),
+            ("header_read_timeout", Leaf),
+            ("max_connections", Leaf),
+            ("workers", Leaf),
+        ]),
+    ),
+    (
+        "listen",
+        Tables(&[
+            ("addr", Leaf),
+            ("tls", Leaf),
+            ("redirect_https", Leaf),
+            ("http2", Leaf),
+        ]),
+    ),
+    ("certificate", Tables(&[("cert", Leaf), ("key", Leaf)])),
+    (
+        "upstream",
+        Named(&[
+            ("servers", Leaf),
+            ("connect_timeout", Leaf),
+            ("read_timeout", Leaf),
+            ("pool_idle_timeout", Leaf),
+            ("pool_max_idle", Leaf),
+        ]),
+    ),
+    (
+        "route",
+        Tables(&[
+            ("name", Leaf),
+            ("hosts", Leaf),
+            ("path_prefix", Leaf),
+            ("path_exact", Leaf),
+            ("path_regex", Leaf),
+            ("upstream", Leaf),
+            ("redirect", Table(&[("to", Leaf), ("status", Leaf)])),
+            ("read_timeout", Leaf),
+            ("request_headers", Table(HEADER_OPS)),
+            ("response_headers", Table(HEADER_OPS)),
+        ]),
+    ),
+];

@@ -1,0 +1,310 @@
+//! Configuration: `proxy.toml` → [`FileConfig`](file::FileConfig) (as written)
+//! → [`Config`] (validated; nothing left to parse at request time).
+//!
+//! Parse from a `&str` with [`Config::parse`] so that tests need no files;
+//! [`Config::load`] reads a file and resolves relative paths against it.
+
+mod error;
+pub(crate) mod file;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+pub use error::{ConfigError, Problem};
+
+use crate::router::{HostPattern, PathMatch};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from, for messages: a file path or `<embedded default>`.
+    pub source: String,
+    pub server: ServerConfig,
+    pub listeners: Vec<ListenerConfig>,
+    /// In file order; the first is served when no SNI name matches.
+    pub certificates: Vec<CertificateConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    /// In file order; the first match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Peers whose `X-Forwarded-For` we append to; anyone else's is replaced.
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a shutdown waits for requests and tunnels to finish.
+    pub shutdown_grace: Duration,
+    /// A TLS handshake that takes longer is dropped (slow or idle clients).
+    pub handshake_timeout: Duration,
+    /// Time a client has to send a complete request head (slowloris guard);
+    /// also how long an idle HTTP/1.1 keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// Connections accepted at once across all listeners; more wait in the backlog.
+    pub max_connections: usize,
+    /// Runtime worker threads; `None` = one per core.
+    pub workers: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            trusted_proxies: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 25_000,
+            workers: None,
+        }
+    }
+}
+
+/// `[[listen]]`: one socket ferry accepts on.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+    /// Offer `h2` in ALPN (TLS listeners only).
+    pub http2: bool,
+}
+
+/// What a listener does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// TLS, then HTTP/2 or HTTP/1.1 by ALPN.
+    Tls,
+    /// Cleartext HTTP/1.1 proxying (local development, or behind another TLS terminator).
+    Plain,
+    /// Cleartext; every request gets a 308 to the same URL over https.
+    RedirectHttps,
+}
+
+/// `[[certificate]]`: a PEM chain and its key.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[upstream.NAME]`: a group of servers speaking HTTP/1.1.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `host:port` authorities; names resolve when connecting, never at start-up.
+    pub servers: Vec<http::uri::Authority>,
+    pub connect_timeout: Duration,
+    /// Max wait for upstream bytes: the response head, and between body chunks.
+    pub read_timeout: Duration,
+    /// Idle pooled connections are closed after this; keep it below the
+    /// backend's own keep-alive (uvicorn and Node: 5 s) or reuse races its close.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per server.
+    pub pool_max_idle: usize,
+}
+
+/// `[[route]]`: which requests go where.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// For logs and metrics; unique. Defaults to `route<index>`.
+    pub name: String,
+    /// Empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+    pub action: RouteAction,
+    /// Overrides the upstream's `read_timeout`.
+    pub read_timeout: Option<Duration>,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Proxy to `upstreams[index]`.
+    Upstream(usize),
+    /// Answer with a redirect; `to` may contain `{scheme}`, `{host}`, `{path}`, `{query}`, `{uri}`.
+    Redirect { to: String, status: StatusCode },
+}
+
+/// Header edits applied on the way through, after ferry's own headers.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderOps {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies remove, then set, then add.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// An address range (`10.0.0.0/8`, `::1/128`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `addr` or `addr/prefix`.
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) if self.addr.is_ipv4() => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            ip => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative certificate paths are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate::parse(&src, &path.display().to_string(), base)
+    }
+
+    /// Validates config text; `name` is used in messages, relative paths resolve against `base`.
+    pub fn parse(src: &str, name: &str, base: &Path) -> Result<Config, ConfigError> {
+        validate::parse(src, name, base)
+    }
+
+    /// The first TLS listener's port: where `redirect_https` sends clients.
+    pub fn https_port(&self) -> Option<u16> {
+        self.listeners
+            .iter()
+            .find(|l| l.kind == ListenerKind::Tls)
+            .map(|l| l.addr.port())
+    }
+}
+
+/// Parses a human duration: `250ms`, `30s`, `5m`, `24h`, `7d`, or combinations like `1h30m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400)?),
+            _ => return None,
+        };
+        total = total.checked_add(unit)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        for bad in [
+            "",
+            "30",
+            "s",
+            "30 s",
+            "1.5s",
+            "-1s",
+            "30sec",
+            "99999999999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ip_nets() {
+        let net = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one = IpNet::parse("192.168.1.1").unwrap();
+        assert!(one.contains("192.168.1.1".parse().unwrap()));
+        assert!(!one.contains("192.168.1.2".parse().unwrap()));
+        let v6 = IpNet::parse("fd00::/8").unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert_eq!(IpNet::parse("10.0.0.0/33"), None);
+        assert_eq!(IpNet::parse("nonsense"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! ferry: a TLS-terminating edge reverse proxy.
+//!
+//! Where things are:
+//! - [`config`]: `proxy.toml` → validated [`config::Config`] (every problem at once).
+//! - [`router`]: the route table, host + path → route (pure).
+//! - [`proxy`]: the request path in phases ([`proxy::http`]), header
+//!   rewriting ([`proxy::headers`]), failures → statuses ([`proxy::error`]).
+//! - [`upstream`]: pooled HTTP/1.1 clients to backends.
+//! - [`tls`]: certificate loading, SNI selection, the development CA.
+//! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2
+//!   by ALPN, the drain on shutdown.
+//! - [`app`]: wiring: load, bind, serve. [`check`]: `ferry check`.
+//! - [`cli`], [`signal`], [`telemetry`]: the binary's flags, signals and logs.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod signal;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

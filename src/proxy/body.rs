@@ -1,0 +1,147 @@
+//! The response body ferry sends: an upstream body streamed through (with a
+//! between-chunks read timeout), or a small body of our own.
+//!
+//! It also carries the request's log record, written when the body is
+//! finished or dropped, so the line has the real byte count and duration.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use super::error::BoxError;
+use super::log::RequestLog;
+
+/// The body of every response ferry sends.
+pub struct ProxyBody {
+    kind: Kind,
+    /// Written on drop: one line per request.
+    log: Option<Box<RequestLog>>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream {
+        body: Incoming,
+        /// Max wait between chunks.
+        timeout: Duration,
+        /// When the last chunk arrived; the idle deadline is this + `timeout`.
+        last: Instant,
+        /// Created only when the body is actually waiting.
+        idle: Option<Pin<Box<Sleep>>>,
+    },
+}
+
+/// The upstream went quiet mid-body for longer than `read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} in the middle of a response body")]
+pub struct BodyTimeout(pub Duration);
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Full(Some(bytes.into())),
+            log: None,
+        }
+    }
+
+    pub fn empty() -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Full(None),
+            log: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, timeout: Duration) -> ProxyBody {
+        ProxyBody {
+            kind: Kind::Upstream {
+                body,
+                timeout,
+                last: Instant::now(),
+                idle: None,
+            },
+            log: None,
+        }
+    }
+
+    pub(crate) fn set_log(&mut self, log: Box<RequestLog>) {
+        self.log = Some(log);
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let frame = match &mut this.kind {
+            Kind::Full(bytes) => bytes.take().map(|b| Ok(Frame::data(b))),
+            Kind::Upstream {
+                body,
+                timeout,
+                last,
+                idle,
+            } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    *last = Instant::now();
+                    Some(Ok(frame))
+                }
+                Poll::Ready(Some(Err(e))) => Some(Err(BoxError::from(e))),
+                Poll::Ready(None) => None,
+                Poll::Pending => {
+                    let deadline = *last + *timeout;
+                    let sleep =
+                        idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.deadline() != deadline {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    ready!(sleep.as_mut().poll(cx));
+                    Some(Err(BoxError::from(BodyTimeout(*timeout))))
+                }
+            },
+        };
+        if let Some(log) = &mut this.log {
+            match &frame {
+                Some(Ok(f)) => {
+                    if let Some(data) = f.data_ref() {
+                        log.bytes_out += data.len() as u64;
+                    }
+                }
+                Some(Err(e)) => log.body_error = Some(e.to_string()),
+                None => {}
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            log.write();
+        }
+    }
+}

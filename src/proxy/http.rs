@@ -1,0 +1,360 @@
+//! The request path, in phases, in this order:
+//!
+//! 1. **target** — who is asking for which host and path ([`target`]).
+//! 2. **route** — first matching `[[route]]`, or 404 ([`State::route`]).
+//! 3. **redirect** — a redirect route answers here.
+//! 4. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` in, the
+//!    route's `request_headers`, HTTP/1.1 to a picked server ([`upstream_request`]).
+//! 5. **send** — with the read timeout for the response head ([`send`]).
+//! 6. **response** — hop-by-hop headers out, the route's `response_headers`,
+//!    the body streamed with a between-chunks timeout ([`downstream_response`]).
+//! 7. **log** — one line when the body is done ([`RequestLog`]).
+//!
+//! Errors from any phase go through [`error_response`], the one place that
+//! picks a status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::Authority;
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use super::State;
+use super::body::ProxyBody;
+use super::error::{ProxyError, Side, error_response, status_response, wants_json};
+use super::headers::{self, Forwarded};
+use super::log::RequestLog;
+use crate::config::{RouteAction, RouteConfig};
+use crate::upstream::Upstream;
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub client: SocketAddr,
+    /// Whether the client reached us over TLS (decides `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// Serves one request on a proxying listener. Never fails: errors become responses.
+pub async fn handle(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let json = wants_json(req.headers());
+
+    // Phase 1: target.
+    let host = match target(&req) {
+        Ok(host) => host,
+        Err(e) => return finish(error_response(&e, json), None, Some(&e)),
+    };
+    let mut log = tracing::enabled!(target: "ferry::access", tracing::Level::INFO).then(|| {
+        Box::new(RequestLog {
+            start,
+            client: conn.client,
+            method: req.method().clone(),
+            version: req.version(),
+            host: host.to_string(),
+            path: req.uri().path().to_owned(),
+            route: None,
+            upstream: None,
+            upstream_addr: None,
+            status: StatusCode::OK,
+            bytes_out: 0,
+            error: None,
+            error_is_ours: false,
+            body_error: None,
+        })
+    });
+
+    let result = proxy(&state, &conn, req, &host, &mut log).await;
+    match result {
+        Ok(res) => finish(res, log, None),
+        Err(e) => finish(error_response(&e, json), log, Some(&e)),
+    }
+}
+
+/// Phase 7 set-up: the log record rides on the body and is written when it ends.
+fn finish(
+    mut res: Response<ProxyBody>,
+    log: Option<Box<RequestLog>>,
+    err: Option<&ProxyError>,
+) -> Response<ProxyBody> {
+    match log {
+        Some(mut log) => {
+            log.status = res.status();
+            if let Some(e) = err {
+                log.error = Some(error_chain(e));
+                log.error_is_ours = e.side() != Side::Client;
+            }
+            res.body_mut().set_log(log);
+        }
+        // Access lines are filtered out, but an upstream failure is still worth one line.
+        None => {
+            if let Some(e) = err.filter(|e| e.side() != Side::Client) {
+                tracing::warn!(status = e.status().as_u16(), kind = e.kind(), error = %error_chain(e), "request failed");
+            }
+        }
+    }
+    res
+}
+
+async fn proxy(
+    state: &State,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    host: &Authority,
+    log: &mut Option<Box<RequestLog>>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // Phase 2: route.
+    let route = state
+        .route(host.as_str(), req.uri().path())
+        .ok_or(ProxyError::NoRoute)?;
+    if let Some(log) = log.as_mut() {
+        log.route = Some(route.name.clone());
+    }
+
+    // Phase 3: redirect routes answer here.
+    let upstream = match &route.action {
+        RouteAction::Redirect { to, status } => {
+            return Ok(redirect(to, *status, conn.scheme(), host, &req));
+        }
+        RouteAction::Upstream(i) => &state.upstreams[*i],
+    };
+
+    // Phase 4: the upstream request.
+    let server = upstream.pick().clone();
+    if let Some(log) = log.as_mut() {
+        log.upstream = Some(upstream.name.clone());
+        log.upstream_addr = Some(server.to_string());
+    }
+    let upstream_req = upstream_request(req, state, conn, route, host, &server);
+
+    // Phase 5: send.
+    let res = send(upstream, &server, route, upstream_req).await?;
+
+    // Phase 6: the response.
+    let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
+    Ok(downstream_response(res, route, read_timeout))
+}
+
+/// Phase 1: the authority the client asked for: the URI's (HTTP/2 `:authority`,
+/// HTTP/1.1 absolute-form) or the `Host` header. HTTP/1.1 requires one.
+fn target(req: &Request<Incoming>) -> Result<Authority, ProxyError> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(authority.clone());
+    }
+    match req.headers().get(header::HOST) {
+        Some(value) => Authority::try_from(value.as_bytes())
+            .map_err(|_| ProxyError::BadRequest("invalid Host header")),
+        None if req.version() == Version::HTTP_10 => Ok(Authority::from_static("localhost")),
+        None => Err(ProxyError::BadRequest("missing Host header")),
+    }
+}
+
+/// Phase 3: a redirect route's response. `{scheme}`, `{host}`, `{path}`,
+/// `{query}` and `{uri}` (path and query) are filled from the request.
+fn redirect(
+    to: &str,
+    status: StatusCode,
+    scheme: &str,
+    host: &Authority,
+    req: &Request<Incoming>,
+) -> Response<ProxyBody> {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    let uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = to
+        .replace("{scheme}", scheme)
+        .replace("{host}", host.host())
+        .replace("{path}", path)
+        .replace("{query}", query)
+        .replace("{uri}", uri);
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut res = Response::new(ProxyBody::empty());
+            *res.status_mut() = status;
+            res.headers_mut().insert(header::LOCATION, value);
+            res
+        }
+        Err(_) => status_response(
+            StatusCode::BAD_REQUEST,
+            "cannot build redirect location",
+            false,
+        ),
+    }
+}
+
+/// Phase 4: rewrite the client's request for the upstream.
+fn upstream_request(
+    req: Request<Incoming>,
+    state: &State,
+    conn: &ConnInfo,
+    route: &RouteConfig,
+    host: &Authority,
+    server: &Authority,
+) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    let from_http2 = parts.version == Version::HTTP_2;
+    let headers = &mut parts.headers;
+
+    headers::strip_hop_by_hop(headers);
+    // hyper already answered `Expect: 100-continue` when it read the body.
+    headers.remove(header::EXPECT);
+    if from_http2 {
+        headers::merge_cookies(headers);
+    }
+    // Keep the client's Host (HTTP/2's :authority becomes Host for HTTP/1.1).
+    if let Ok(value) = HeaderValue::from_str(host.as_str()) {
+        headers.insert(header::HOST, value);
+    }
+    headers::set_forwarded(
+        headers,
+        &Forwarded {
+            peer: conn.client.ip(),
+            proto: conn.scheme(),
+            host: host.as_str(),
+            trusted: &state.config.server.trusted_proxies,
+        },
+    );
+    route.request_headers.apply(headers);
+
+    parts.uri = Upstream::uri(server, parts.uri.path_and_query());
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    Request::from_parts(parts, body)
+}
+
+/// Phase 5: send, bounded by the read timeout for the response head.
+async fn send(
+    upstream: &Upstream,
+    server: &Authority,
+    route: &RouteConfig,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
+    // The connect timeout is the connector's; the head has connect + read time.
+    let limit = read_timeout + upstream.connect_timeout;
+    match tokio::time::timeout(limit, upstream.send(req)).await {
+        Ok(Ok(res)) => Ok(res),
+        Ok(Err(e)) => Err(classify(upstream, server, e)),
+        Err(_) => Err(ProxyError::UpstreamTimeout {
+            upstream: upstream.name.clone(),
+            server: server.to_string(),
+            timeout: read_timeout,
+        }),
+    }
+}
+
+/// Which side a client error belongs to, and whether it was a timeout.
+fn classify(
+    upstream: &Upstream,
+    server: &Authority,
+    e: hyper_util::client::legacy::Error,
+) -> ProxyError {
+    let names = || (upstream.name.clone(), server.to_string());
+    if e.is_connect() {
+        let timed_out = sources(&e).any(|s| {
+            s.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        });
+        let (upstream, server) = names();
+        return if timed_out {
+            ProxyError::UpstreamConnectTimeout { upstream, server }
+        } else {
+            ProxyError::UpstreamConnect {
+                upstream,
+                server,
+                source: Box::new(e),
+            }
+        };
+    }
+    // The client's own body failing (it hung up mid-upload) is not the upstream's fault.
+    if let Some(he) = sources(&e).find_map(|s| s.downcast_ref::<hyper::Error>()) {
+        if he.is_user() || he.is_body_write_aborted() {
+            if let Some(client_err) = sources(&e)
+                .skip(1)
+                .find_map(|s| s.downcast_ref::<hyper::Error>())
+            {
+                if client_err.is_incomplete_message() || client_err.is_canceled() {
+                    return ProxyError::BadRequest("request body ended early");
+                }
+            }
+        }
+    }
+    let (upstream, server) = names();
+    ProxyError::UpstreamFailed {
+        upstream,
+        server,
+        source: Box::new(e),
+    }
+}
+
+fn sources<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// The error and its causes on one line, for the log.
+fn error_chain(e: &ProxyError) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Phase 6: the upstream's response, made fit for the client.
+fn downstream_response(
+    res: Response<Incoming>,
+    route: &RouteConfig,
+    read_timeout: std::time::Duration,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = res.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    route.response_headers.apply(&mut parts.headers);
+    parts.extensions = http::Extensions::new();
+    Response::from_parts(parts, ProxyBody::upstream(body, read_timeout))
+}
+
+/// Serves one request on a `redirect_https` listener: 308 to the same URL over https.
+pub fn redirect_to_https(req: &Request<Incoming>, https_port: Option<u16>) -> Response<ProxyBody> {
+    let json = wants_json(req.headers());
+    let host = match target(req) {
+        Ok(host) => host,
+        Err(e) => return error_response(&e, json),
+    };
+    let port = match https_port {
+        Some(443) | None => String::new(),
+        Some(p) => format!(":{p}"),
+    };
+    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{}{port}{pq}", host.host());
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut res = Response::new(ProxyBody::empty());
+            *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            res.headers_mut().insert(header::LOCATION, value);
+            res
+        }
+        Err(_) => status_response(StatusCode::BAD_REQUEST, "invalid request target", json),
+    }
+}

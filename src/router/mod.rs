@@ -1,0 +1,345 @@
+//! The route table: host + path → route index. Pure: no I/O, no allocation per lookup
+//! unless the path needs normalising.
+//!
+//! Routes are tried in file order and the first match wins, like Caddy's
+//! `handle` blocks and unlike nginx's longest-prefix rule (which `ferry check`
+//! helps with by reporting shadowed routes).
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+/// A `hosts` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `example.com`, stored lowercase; matches that name only.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`; matches any
+    /// subdomain at any depth (as nginx does), not the bare domain.
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parses a `hosts` entry; `None` if it is not a plausible host name.
+    pub fn parse(s: &str) -> Option<HostPattern> {
+        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            || (!wild && name.parse::<std::net::IpAddr>().is_ok())
+            || (!wild && name.starts_with('[') && name.ends_with(']'));
+        if !valid {
+            return None;
+        }
+        Some(if wild {
+            HostPattern::Wildcard(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_owned())
+        })
+    }
+
+    /// `host` must already be lowercase and without a port.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => host == name,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// A route's path condition.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// No path condition: every path.
+    Any,
+    /// Segment-aware prefixes: `/api` matches `/api` and `/api/x`, not `/apix`.
+    /// A prefix ending in `/` matches by plain `starts_with`.
+    Prefix(Vec<String>),
+    /// Exact paths.
+    Exact(Vec<String>),
+    /// A regex over the path (query excluded).
+    Regex(Regex),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Prefix(prefixes) => prefixes.iter().any(|p| prefix_matches(p, path)),
+            PathMatch::Exact(paths) => paths.iter().any(|p| p == path),
+            PathMatch::Regex(re) => re.is_match(path),
+        }
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// One route's conditions.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+}
+
+impl Matcher {
+    fn host_matches(&self, host: &str) -> bool {
+        self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host))
+    }
+}
+
+/// Compiled routes in match order.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    matchers: Vec<Matcher>,
+}
+
+impl RouteTable {
+    pub fn new(matchers: Vec<Matcher>) -> RouteTable {
+        RouteTable { matchers }
+    }
+
+    /// Index of the first route matching `host` (any case, port allowed) and
+    /// `path` (normalised before matching, so `/app/../api` is routed as `/api`).
+    pub fn find(&self, host: &str, path: &str) -> Option<usize> {
+        let host = normalize_host(host);
+        let path = normalize_path(path);
+        self.matchers
+            .iter()
+            .position(|m| m.host_matches(&host) && m.path.matches(&path))
+    }
+
+    /// Why each route before `upto` did not match: `(index, host_ok, path_ok)`.
+    pub fn explain(&self, host: &str, path: &str) -> Vec<(usize, bool, bool)> {
+        let host = normalize_host(host);
+        let path = normalize_path(path);
+        self.matchers
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, m.host_matches(&host), m.path.matches(&path)))
+            .collect()
+    }
+}
+
+/// Lowercases and drops the port: `Example.COM:8443` → `example.com`, `[::1]:443` → `[::1]`.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = match host.rfind(':') {
+        Some(i) if !host.ends_with(']') && (host.starts_with('[') || !host[..i].contains(':')) => {
+            &host[..i]
+        }
+        _ => host,
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
+}
+
+/// The path as a server would resolve it: `%XX` of unreserved characters
+/// decoded, `.` and `..` segments removed, repeated slashes merged. Routing on
+/// this (while forwarding the original) keeps `/app/%2e%2e/api` from slipping
+/// past a route's checks. Returns the input untouched in the common case.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    let needs = path.contains("//")
+        || path.contains('%')
+        || path.split('/').any(|seg| seg == "." || seg == "..");
+    if !needs {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').collect();
+    let trailing = matches!(segments.last(), Some(&"" | &"." | &".."));
+    for seg in &segments {
+        match *seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut result = String::with_capacity(decoded.len());
+    for seg in &out {
+        result.push('/');
+        result.push_str(seg);
+    }
+    if trailing || result.is_empty() {
+        result.push('/');
+    }
+    Cow::Owned(result)
+}
+
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let b = hex_val(bytes[i + 1]) << 4 | hex_val(bytes[i + 2]);
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+                i += 3;
+                continue;
+            }
+        }
+        // Copy one whole character.
+        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&path[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+fn hex_val(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => b - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(&[&str], PathMatch)]) -> RouteTable {
+        RouteTable::new(
+            routes
+                .iter()
+                .map(|(hosts, path)| Matcher {
+                    hosts: hosts
+                        .iter()
+                        .map(|h| HostPattern::parse(h).unwrap())
+                        .collect(),
+                    path: path.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn prefix(p: &[&str]) -> PathMatch {
+        PathMatch::Prefix(p.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn prefixes_are_segment_aware() {
+        let p = prefix(&["/api", "/auth"]);
+        assert!(p.matches("/api"));
+        assert!(p.matches("/api/"));
+        assert!(p.matches("/api/v1/x"));
+        assert!(p.matches("/auth/login"));
+        assert!(!p.matches("/apix"));
+        assert!(!p.matches("/ap"));
+        assert!(!p.matches("/"));
+        assert!(prefix(&["/"]).matches("/anything/at/all"));
+        let slash = prefix(&["/static/"]);
+        assert!(slash.matches("/static/app.js"));
+        assert!(!slash.matches("/static"));
+    }
+
+    #[test]
+    fn first_match_wins_in_file_order() {
+        let t = table(&[
+            (
+                &[],
+                PathMatch::Regex(
+                    Regex::new("(?i)^/api/v1/(communications|notifications)/ws/").unwrap(),
+                ),
+            ),
+            (&[], prefix(&["/api", "/auth"])),
+            (&[], prefix(&["/"])),
+        ]);
+        assert_eq!(t.find("h", "/api/v1/communications/ws/42"), Some(0));
+        assert_eq!(t.find("h", "/API/V1/Notifications/ws/42"), Some(0));
+        assert_eq!(t.find("h", "/api/v1/users"), Some(1));
+        assert_eq!(t.find("h", "/auth"), Some(1));
+        assert_eq!(t.find("h", "/apix"), Some(2));
+        assert_eq!(t.find("h", "/"), Some(2));
+    }
+
+    #[test]
+    fn hosts_exact_and_wildcard() {
+        let t = table(&[
+            (&["Example.com"], PathMatch::Exact(vec!["/x".into()])),
+            (&["*.example.com"], PathMatch::Any),
+        ]);
+        assert_eq!(t.find("example.com", "/x"), Some(0));
+        assert_eq!(t.find("EXAMPLE.com:8443", "/x"), Some(0));
+        assert_eq!(t.find("example.com.", "/x"), Some(0));
+        assert_eq!(t.find("example.com", "/y"), None);
+        assert_eq!(t.find("www.example.com", "/y"), Some(1));
+        assert_eq!(t.find("a.b.example.com", "/"), Some(1));
+        assert_eq!(t.find("badexample.com", "/"), None);
+        assert_eq!(t.find("other.org", "/x"), None);
+    }
+
+    #[test]
+    fn host_patterns_reject_garbage() {
+        assert!(HostPattern::parse("").is_none());
+        assert!(HostPattern::parse("*.").is_none());
+        assert!(HostPattern::parse("a b.com").is_none());
+        assert!(HostPattern::parse("http://x.com").is_none());
+        assert!(HostPattern::parse("127.0.0.1").is_some());
+        assert!(HostPattern::parse("localhost").is_some());
+    }
+
+    #[test]
+    fn host_normalisation() {
+        assert_eq!(normalize_host("Example.COM:8443"), "example.com");
+        assert_eq!(normalize_host("[::1]:443"), "[::1]");
+        assert_eq!(normalize_host("[::1]"), "[::1]");
+        assert_eq!(normalize_host("127.0.0.1:80"), "127.0.0.1");
+        assert_eq!(normalize_host("plain"), "plain");
+    }
+
+    #[test]
+    fn path_normalisation() {
+        assert_eq!(normalize_path("/api/x"), "/api/x");
+        assert_eq!(normalize_path("/app/../api/x"), "/api/x");
+        assert_eq!(normalize_path("/app/%2e%2e/api"), "/api");
+        assert_eq!(normalize_path("/app/%2E%2E/api"), "/api");
+        assert_eq!(normalize_path("//api///x"), "/api/x");
+        assert_eq!(normalize_path("/../../etc"), "/etc");
+        assert_eq!(normalize_path("/a/./b/"), "/a/b/");
+        assert_eq!(normalize_path("/a/.."), "/");
+        assert_eq!(normalize_path("/%41pi"), "/Api");
+        assert_eq!(normalize_path("/a%2Fb"), "/a%2Fb"); // reserved stays encoded
+        assert_eq!(normalize_path("/x%"), "/x%");
+        assert_eq!(normalize_path("/x%4"), "/x%4");
+        assert_eq!(normalize_path("/é%zz"), "/é%zz");
+        assert_eq!(normalize_path("/%é"), "/%é");
+    }
+}

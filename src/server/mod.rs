@@ -1,0 +1,313 @@
+//! Listeners and connections: accept loops, TLS handshakes, HTTP/1.1 or
+//! HTTP/2 by ALPN, and the drain on shutdown.
+
+pub mod drain;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::config::{ListenerConfig, ListenerKind};
+use crate::proxy::State;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
+use crate::tls::{ALPN_H2, SniResolver};
+use drain::{Drain, Watch};
+
+/// A listening socket and what it is for.
+#[derive(Debug)]
+pub struct BoundListener {
+    pub config: ListenerConfig,
+    pub listener: TcpListener,
+}
+
+impl BoundListener {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.addr)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Binds every listener, or fails naming the first address that cannot be bound.
+pub async fn bind(listeners: &[ListenerConfig]) -> Result<Vec<BoundListener>, BindError> {
+    let mut bound = Vec::with_capacity(listeners.len());
+    for config in listeners {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| BindError {
+                addr: config.addr,
+                source,
+            })?;
+        bound.push(BoundListener {
+            config: config.clone(),
+            listener,
+        });
+    }
+    Ok(bound)
+}
+
+/// What every connection of the server shares.
+#[derive(Debug)]
+struct Shared {
+    state: Arc<State>,
+    /// Present when any listener terminates TLS.
+    tls: Option<Arc<SniResolver>>,
+    /// Where `redirect_https` sends clients (the first TLS listener's bound port).
+    https_port: Option<u16>,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+}
+
+/// Serves `listeners` until `shutdown` resolves, then drains: stops accepting,
+/// lets in-flight requests finish (closing keep-alive connections, sending
+/// HTTP/2 GOAWAY) for up to `server.shutdown_grace`, then returns.
+pub async fn serve(
+    state: Arc<State>,
+    tls: Option<Arc<SniResolver>>,
+    listeners: Vec<BoundListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let server = &state.config.server;
+    let grace = server.shutdown_grace;
+    let https_port = listeners
+        .iter()
+        .find(|l| l.config.kind == ListenerKind::Tls)
+        .map(|l| l.local_addr().port())
+        .or_else(|| state.config.https_port());
+    let shared = Arc::new(Shared {
+        tls,
+        https_port,
+        handshake_timeout: server.handshake_timeout,
+        header_read_timeout: server.header_read_timeout,
+        state: state.clone(),
+    });
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let drain = Drain::new();
+    for listener in listeners {
+        let acceptor = match listener.config.kind {
+            ListenerKind::Tls => match &shared.tls {
+                Some(resolver) => Some(TlsAcceptor::from(crate::tls::server_config(
+                    resolver.clone(),
+                    listener.config.http2,
+                ))),
+                None => {
+                    tracing::error!(listen.addr = %listener.local_addr(), "TLS listener without certificates; not serving it");
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        tokio::spawn(accept_loop(
+            listener,
+            acceptor,
+            shared.clone(),
+            limit.clone(),
+            drain.watch(),
+        ));
+    }
+
+    shutdown.await;
+    tracing::info!(grace = ?grace, "shutting down: no new connections; draining");
+    if drain.drain(grace).await {
+        tracing::info!("drained cleanly");
+    } else {
+        tracing::warn!(grace = ?grace, "shutdown grace expired; closing the remaining connections");
+    }
+}
+
+async fn accept_loop(
+    bound: BoundListener,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    mut watch: Watch,
+) {
+    let addr = bound.local_addr();
+    let kind = bound.config.kind;
+    tracing::info!(listen.addr = %addr, kind = ?kind, "listening");
+    loop {
+        // At the connection cap, stop accepting: the kernel backlog absorbs bursts.
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = watch.signaled() => break,
+        };
+        let accepted = tokio::select! {
+            accepted = bound.listener.accept() => accepted,
+            () = watch.signaled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let conn = serve_connection(
+                    stream,
+                    peer,
+                    kind,
+                    acceptor.clone(),
+                    shared.clone(),
+                    permit,
+                    watch.clone(),
+                );
+                tokio::spawn(conn.instrument(
+                    tracing::debug_span!("conn", client.addr = %peer, listen.addr = %addr),
+                ));
+            }
+            Err(e) if is_resource_exhaustion(&e) => {
+                // EMFILE and friends: the next accept would fail too; back off.
+                tracing::error!(listen.addr = %addr, error = %e, "cannot accept connections (out of file descriptors or memory); retrying in 100ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => tracing::debug!(listen.addr = %addr, error = %e, "accept failed"),
+        }
+    }
+    tracing::debug!(listen.addr = %addr, "stopped accepting");
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+    mut watch: Watch,
+) {
+    let _ = stream.set_nodelay(true);
+    match (kind, acceptor) {
+        (ListenerKind::Tls, Some(acceptor)) => {
+            let handshake = tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream));
+            let tls = tokio::select! {
+                result = handshake => result,
+                () = watch.signaled() => return,
+            };
+            let tls = match tls {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(timeout = ?shared.handshake_timeout, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+            let info = Arc::new(ConnInfo {
+                client: peer,
+                tls: true,
+            });
+            let svc = proxy_service(shared.state.clone(), info);
+            if h2 {
+                serve_h2(TokioIo::new(tls), svc, watch).await;
+            } else {
+                serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
+            }
+        }
+        (ListenerKind::RedirectHttps, _) => {
+            let https_port = shared.https_port;
+            let svc = service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(redirect_to_https(&req, https_port))
+            });
+            serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
+        }
+        _ => {
+            let info = Arc::new(ConnInfo {
+                client: peer,
+                tls: false,
+            });
+            let svc = proxy_service(shared.state.clone(), info);
+            serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
+        }
+    }
+}
+
+fn proxy_service(
+    state: Arc<State>,
+    info: Arc<ConnInfo>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |req| {
+        let state = state.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(handle(state, info, req).await) }
+    })
+}
+
+async fn serve_h1<I, S>(io: TokioIo<I>, svc: S, shared: &Shared, mut watch: Watch)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = watch.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP/1.1 connection ended with an error");
+    }
+}
+
+async fn serve_h2<I, S>(io: TokioIo<I>, svc: S, mut watch: Watch)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .serve_connection(io, svc);
+    let mut conn = pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = watch.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+    }
+}
