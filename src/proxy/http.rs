@@ -28,7 +28,7 @@ use super::error::{ProxyError, Side, error_response, status_response, wants_json
 use super::headers::{self, Forwarded};
 use super::log::RequestLog;
 use crate::config::{RouteAction, RouteConfig};
-use crate::upstream::Upstream;
+use crate::upstream::{RequestBody, SendError, Upstream};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -142,7 +142,10 @@ async fn proxy(
     let upstream_req = upstream_request(req, state, conn, route, host, &server);
 
     // Phase 5: send.
-    let res = send(upstream, &server, route, upstream_req).await?;
+    let (res, addr) = send(upstream, &server, route, upstream_req).await?;
+    if let Some(log) = log.as_mut() {
+        log.upstream_addr = Some(addr.to_string());
+    }
 
     // Phase 6: the response.
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
@@ -203,8 +206,8 @@ fn upstream_request(
     conn: &ConnInfo,
     route: &RouteConfig,
     host: &Authority,
-    server: &Authority,
-) -> Request<Incoming> {
+    _server: &Authority,
+) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     let from_http2 = parts.version == Version::HTTP_2;
     let headers = &mut parts.headers;
@@ -230,74 +233,65 @@ fn upstream_request(
     );
     route.request_headers.apply(headers);
 
-    parts.uri = Upstream::uri(server, parts.uri.path_and_query());
+    parts.uri = Upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
-    Request::from_parts(parts, body)
+    Request::from_parts(parts, RequestBody::new(body))
 }
 
-/// Phase 5: send, bounded by the read timeout for the response head.
+/// Phase 5: send; the read timeout bounds the wait for the response head.
 async fn send(
     upstream: &Upstream,
     server: &Authority,
     route: &RouteConfig,
-    req: Request<Incoming>,
-) -> Result<Response<Incoming>, ProxyError> {
+    req: Request<RequestBody>,
+) -> Result<(Response<Incoming>, SocketAddr), ProxyError> {
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
-    // The connect timeout is the connector's; the head has connect + read time.
-    let limit = read_timeout + upstream.connect_timeout;
-    match tokio::time::timeout(limit, upstream.send(req)).await {
-        Ok(Ok(res)) => Ok(res),
-        Ok(Err(e)) => Err(classify(upstream, server, e)),
-        Err(_) => Err(ProxyError::UpstreamTimeout {
-            upstream: upstream.name.clone(),
-            server: server.to_string(),
-            timeout: read_timeout,
-        }),
-    }
+    upstream
+        .send(server, req, read_timeout)
+        .await
+        .map_err(|e| classify(upstream, server, e))
 }
 
-/// Which side a client error belongs to, and whether it was a timeout.
-fn classify(
-    upstream: &Upstream,
-    server: &Authority,
-    e: hyper_util::client::legacy::Error,
-) -> ProxyError {
-    let names = || (upstream.name.clone(), server.to_string());
-    if e.is_connect() {
-        let timed_out = sources(&e).any(|s| {
-            s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        });
-        let (upstream, server) = names();
-        return if timed_out {
-            ProxyError::UpstreamConnectTimeout { upstream, server }
-        } else {
-            ProxyError::UpstreamConnect {
-                upstream,
-                server,
-                source: Box::new(e),
-            }
-        };
-    }
-    // The client's own body failing (it hung up mid-upload) is not the upstream's fault.
-    if let Some(he) = sources(&e).find_map(|s| s.downcast_ref::<hyper::Error>()) {
-        if he.is_user() || he.is_body_write_aborted() {
-            if let Some(client_err) = sources(&e)
-                .skip(1)
-                .find_map(|s| s.downcast_ref::<hyper::Error>())
-            {
-                if client_err.is_incomplete_message() || client_err.is_canceled() {
-                    return ProxyError::BadRequest("request body ended early");
+/// Which side a send failure belongs to.
+fn classify(upstream: &Upstream, server: &Authority, e: SendError) -> ProxyError {
+    let (up, srv) = (upstream.name.clone(), server.to_string());
+    match e {
+        SendError::ConnectTimeout { .. } => ProxyError::UpstreamConnectTimeout {
+            upstream: up,
+            server: srv,
+        },
+        SendError::Timeout { timeout } => ProxyError::UpstreamTimeout {
+            upstream: up,
+            server: srv,
+            timeout,
+        },
+        SendError::Resolve { .. } | SendError::Connect { .. } => ProxyError::UpstreamConnect {
+            upstream: up,
+            server: srv,
+            source: Box::new(e),
+        },
+        // The client's own body failing (it hung up mid-upload) is not the upstream's fault.
+        SendError::Exchange { ref source } if source.is_user() => {
+            let client_gone = sources(source).skip(1).any(|s| {
+                s.downcast_ref::<hyper::Error>()
+                    .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+            });
+            if client_gone {
+                ProxyError::BadRequest("request body ended early")
+            } else {
+                ProxyError::UpstreamFailed {
+                    upstream: up,
+                    server: srv,
+                    source: Box::new(e),
                 }
             }
         }
-    }
-    let (upstream, server) = names();
-    ProxyError::UpstreamFailed {
-        upstream,
-        server,
-        source: Box::new(e),
+        SendError::Handshake { .. } | SendError::Exchange { .. } => ProxyError::UpstreamFailed {
+            upstream: up,
+            server: srv,
+            source: Box::new(e),
+        },
     }
 }
 

@@ -1,0 +1,99 @@
+//! The request body sent upstream: the client's body, passed through as it
+//! arrives, with a record of progress so that the read timeout only counts
+//! time spent waiting on the upstream (not on a client's slow upload).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+/// The client's request body on its way upstream.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    progress: Arc<Progress>,
+}
+
+/// When the request body last moved, and how much of it did.
+#[derive(Debug)]
+pub struct Progress {
+    base: Instant,
+    /// Nanoseconds after `base` of the last activity.
+    last: AtomicU64,
+    /// Request body bytes passed upstream.
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When the request last made progress.
+    pub fn last(&self) -> Instant {
+        self.base + std::time::Duration::from_nanos(self.last.load(Ordering::Relaxed))
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming) -> RequestBody {
+        RequestBody {
+            inner,
+            progress: Arc::new(Progress::new()),
+        }
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(ready) = &polled {
+            self.progress.touch();
+            if let Some(Ok(frame)) = ready {
+                if let Some(data) = frame.data_ref() {
+                    self.progress
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

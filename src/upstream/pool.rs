@@ -1,0 +1,256 @@
+//! Keep-alive HTTP/1.1 connections to one upstream's servers.
+//!
+//! Written for ferry rather than taken from hyper-util's legacy client so
+//! that the proxy knows exactly what happened: how long the connect took
+//! (connect and read timeouts are separate), which address answered, and
+//! whether a failed request was ever sent (only those are retried).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::body::{Progress, RequestBody};
+
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot resolve {server}: {source}")]
+    Resolve {
+        server: Authority,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        server: Authority,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to {server} timed out after {timeout:?}")]
+    ConnectTimeout {
+        server: Authority,
+        timeout: Duration,
+    },
+    #[error("HTTP/1.1 handshake with {server} failed: {source}")]
+    Handshake {
+        server: Authority,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The request was (at least partly) sent; the response did not arrive whole.
+    #[error("{source}")]
+    Exchange {
+        #[source]
+        source: hyper::Error,
+    },
+    /// No response head within the read timeout.
+    #[error("no response within {timeout:?}")]
+    Timeout { timeout: Duration },
+}
+
+/// A connection waiting for its next request.
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    addr: SocketAddr,
+    since: Instant,
+}
+
+/// Idle connections per server, and how to open new ones.
+pub struct Pool {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_idle", &self.max_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration, max_idle: usize) -> Arc<Pool> {
+        Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+        })
+    }
+
+    /// Sends `req` to `server` on a pooled connection, or a new one. A request
+    /// that a reused connection rejected before sending (the server had just
+    /// closed it) is retried once on a fresh connection. Returns the response
+    /// and the address it came from. The connection goes back to the pool
+    /// when the response body is done (unless the response upgraded it).
+    pub async fn send(
+        self: &Arc<Self>,
+        server: &Authority,
+        req: Request<RequestBody>,
+        read_timeout: Duration,
+    ) -> Result<(Response<hyper::body::Incoming>, SocketAddr), SendError> {
+        let progress = req.body().progress();
+        let mut req = req;
+        if let Some(idle) = self.checkout(server) {
+            let Idle {
+                mut sender, addr, ..
+            } = idle;
+            progress.touch();
+            match head_within(sender.try_send_request(req), &progress, read_timeout).await? {
+                Ok(res) => {
+                    self.checkin_when_ready(server, sender, addr);
+                    return Ok((res, addr));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never sent: safe to retry, whatever the method.
+                    Some(unsent) => {
+                        tracing::debug!(upstream.addr = %addr, error = %e.error(), "pooled connection was closed; retrying on a new one");
+                        req = unsent;
+                    }
+                    None => {
+                        return Err(SendError::Exchange {
+                            source: e.into_error(),
+                        });
+                    }
+                },
+            }
+        }
+        let (mut sender, addr) = self.connect(server).await?;
+        progress.touch();
+        match head_within(sender.send_request(req), &progress, read_timeout).await? {
+            Ok(res) => {
+                self.checkin_when_ready(server, sender, addr);
+                Ok((res, addr))
+            }
+            Err(source) => Err(SendError::Exchange { source }),
+        }
+    }
+
+    /// The most recently used live connection (least likely to be closing).
+    fn checkout(&self, server: &Authority) -> Option<Idle> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(server)?;
+        while let Some(conn) = list.pop() {
+            if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin_when_ready(
+        self: &Arc<Self>,
+        server: &Authority,
+        mut sender: SendRequest<RequestBody>,
+        addr: SocketAddr,
+    ) {
+        let pool = Arc::clone(self);
+        let server = server.clone();
+        tokio::spawn(async move {
+            // Resolves when the response body has been read to the end; errors
+            // if the connection closed or was upgraded.
+            if sender.ready().await.is_ok() {
+                pool.checkin(
+                    server,
+                    Idle {
+                        sender,
+                        addr,
+                        since: Instant::now(),
+                    },
+                );
+            }
+        });
+    }
+
+    fn checkin(&self, server: Authority, conn: Idle) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(server).or_default();
+        list.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
+        if list.len() < self.max_idle {
+            list.push(conn);
+        }
+    }
+
+    /// Resolves `server` now (so a restarted container's new address is used)
+    /// and connects to the first address that answers, within `connect_timeout`.
+    async fn connect(
+        &self,
+        server: &Authority,
+    ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
+        let timeout = self.connect_timeout;
+        let stream = tokio::time::timeout(timeout, async {
+            let addrs = tokio::net::lookup_host(server.as_str())
+                .await
+                .map_err(|source| SendError::Resolve {
+                    server: server.clone(),
+                    source,
+                })?;
+            let mut last =
+                io::Error::new(io::ErrorKind::NotFound, "the name resolved to no addresses");
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok((stream, addr)),
+                    Err(e) => last = e,
+                }
+            }
+            Err(SendError::Connect {
+                server: server.clone(),
+                source: last,
+            })
+        })
+        .await
+        .map_err(|_| SendError::ConnectTimeout {
+            server: server.clone(),
+            timeout,
+        })?;
+        let (stream, addr) = stream?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| SendError::Handshake {
+                server: server.clone(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream.addr = %addr, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok((sender, addr))
+    }
+}
+
+/// Awaits a response head, failing when neither the upstream answered nor the
+/// client's request body moved for `read_timeout` (a slow upload is not a slow upstream).
+async fn head_within<T>(
+    exchange: impl std::future::Future<Output = T>,
+    progress: &Progress,
+    read_timeout: Duration,
+) -> Result<T, SendError> {
+    let mut exchange = std::pin::pin!(exchange);
+    loop {
+        let deadline = progress.last() + read_timeout;
+        tokio::select! {
+            result = &mut exchange => return Ok(result),
+            () = tokio::time::sleep_until(deadline) => {
+                if progress.last() + read_timeout <= tokio::time::Instant::now() {
+                    return Err(SendError::Timeout { timeout: read_timeout });
+                }
+            }
+        }
+    }
+}

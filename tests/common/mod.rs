@@ -1,0 +1,440 @@
+//! The one test harness: a ferry started from a TOML string on port 0, real
+//! upstream servers, and real TLS clients (HTTP/1.1 or HTTP/2) that trust a
+//! CA generated for the test. Every network wait has a timeout.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry::app::Ferry;
+use ferry::config::{Config, ListenerKind};
+use ferry::tls::dev::{PemPair, generate_ca, issue_leaf};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Upper bound for any single network wait in a test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("timed out waiting on the network")
+}
+
+/// A CA made for one test, and leaf certificates it signs, written to a temp dir.
+pub struct TestCa {
+    pub ca: PemPair,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        TestCa {
+            ca: generate_ca("ferry test CA").unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Writes a leaf for `names` (chain: leaf + CA); returns (cert path, key path).
+    pub fn leaf(&self, file_stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let leaf = issue_leaf(&self.ca, &names).unwrap();
+        let cert = self.dir.path().join(format!("{file_stem}.pem"));
+        let key = self.dir.path().join(format!("{file_stem}-key.pem"));
+        std::fs::write(&cert, format!("{}{}", leaf.cert, self.ca.cert)).unwrap();
+        std::fs::write(&key, leaf.key).unwrap();
+        (cert, key)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.pem");
+        std::fs::write(&path, &self.ca.cert).unwrap();
+        path
+    }
+
+    /// A client config trusting only this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca.cert.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(ferry::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// A running ferry, in this process, on port 0.
+pub struct TestProxy {
+    pub ca: TestCa,
+    /// Bound addresses by listener kind (first of each).
+    pub tls_addr: Option<SocketAddr>,
+    pub plain_addr: Option<SocketAddr>,
+    pub redirect_addr: Option<SocketAddr>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    /// Starts ferry from `toml`. `{cert}` and `{key}` are replaced by a leaf for
+    /// localhost / 127.0.0.1 / ::1; `{backend}` placeholders must be filled by the caller.
+    pub async fn start(toml: &str) -> TestProxy {
+        Self::start_with(toml, TestCa::new()).await
+    }
+
+    pub async fn start_with(toml: &str, ca: TestCa) -> TestProxy {
+        let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1", "::1"]);
+        let src = toml
+            .replace("{cert}", &cert.display().to_string())
+            .replace("{key}", &key.display().to_string());
+        let config = Config::parse(&src, "test.toml", ca.dir.path())
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{src}"));
+        let ferry = Ferry::bind(config).await.expect("ferry binds");
+        let tls_addr = ferry.addr(ListenerKind::Tls);
+        let plain_addr = ferry.addr(ListenerKind::Plain);
+        let redirect_addr = ferry.addr(ListenerKind::RedirectHttps);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ferry.serve(async move {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            ca,
+            tls_addr,
+            plain_addr,
+            redirect_addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// An HTTPS client to the TLS listener, with SNI `localhost`.
+    pub async fn client(&self, proto: Proto) -> Client {
+        self.client_sni(proto, "localhost").await
+    }
+
+    pub async fn client_sni(&self, proto: Proto, sni: &str) -> Client {
+        let addr = self.tls_addr.expect("config has a tls listener");
+        Client::tls(addr, &self.ca, proto, sni).await
+    }
+
+    /// Starts the drain and waits for ferry's serve task to return.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            within(task).await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    H1,
+    H2,
+}
+
+pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn body(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
+}
+
+pub fn empty() -> TestBody {
+    body(Bytes::new())
+}
+
+/// One client connection (HTTP/1.1 keep-alive, or HTTP/2).
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<TestBody>),
+    H2(hyper::client::conn::http2::SendRequest<TestBody>),
+}
+
+impl Client {
+    pub async fn tls(addr: SocketAddr, ca: &TestCa, proto: Proto, sni: &str) -> Client {
+        let alpn: &[&[u8]] = match proto {
+            Proto::H1 => &[b"http/1.1"],
+            Proto::H2 => &[b"h2"],
+        };
+        let connector = tokio_rustls::TlsConnector::from(ca.client_config(alpn));
+        let tcp = within(TcpStream::connect(addr)).await.unwrap();
+        let name = ServerName::try_from(sni.to_owned()).unwrap();
+        let tls = within(connector.connect(name, tcp))
+            .await
+            .expect("TLS handshake");
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(negotiated.as_deref(), Some(alpn[0]), "ALPN");
+        Self::handshake(TokioIo::new(tls), proto).await
+    }
+
+    pub async fn plain(addr: SocketAddr) -> Client {
+        let tcp = within(TcpStream::connect(addr)).await.unwrap();
+        Self::handshake(TokioIo::new(tcp), Proto::H1).await
+    }
+
+    async fn handshake<I>(io: TokioIo<I>, proto: Proto) -> Client
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        match proto {
+            Proto::H1 => {
+                let (sender, conn) = within(hyper::client::conn::http1::handshake(io))
+                    .await
+                    .unwrap();
+                tokio::spawn(conn.with_upgrades());
+                Client::H1(sender)
+            }
+            Proto::H2 => {
+                let (sender, conn) = within(hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    io,
+                ))
+                .await
+                .unwrap();
+                tokio::spawn(conn);
+                Client::H2(sender)
+            }
+        }
+    }
+
+    /// Sends `req` and returns the response head (body still streaming).
+    pub async fn send(&mut self, req: Request<TestBody>) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Client::H1(s) => {
+                within(s.ready()).await?;
+                within(s.send_request(req)).await
+            }
+            Client::H2(s) => {
+                within(s.ready()).await?;
+                within(s.send_request(req)).await
+            }
+        }
+    }
+
+    /// Sends `req` and reads the whole response.
+    pub async fn fetch(&mut self, req: Request<TestBody>) -> Fetched {
+        let res = self.send(req).await.expect("response head");
+        let (parts, body) = res.into_parts();
+        let body = within(body.collect())
+            .await
+            .expect("response body")
+            .to_bytes();
+        Fetched { head: parts, body }
+    }
+
+    /// GET `path` with `Host: host` (HTTP/1.1) or `:authority` (HTTP/2).
+    pub async fn get(&mut self, host: &str, path: &str) -> Fetched {
+        self.fetch(
+            request("GET", host, path, self.is_h2())
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self, Client::H2(_))
+    }
+}
+
+/// A request builder for `host` and `path`: Host header for HTTP/1.1, absolute URI for HTTP/2.
+pub fn request(method: &str, host: &str, path: &str, h2: bool) -> http::request::Builder {
+    if h2 {
+        Request::builder()
+            .method(method)
+            .uri(format!("https://{host}{path}"))
+    } else {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+    }
+}
+
+/// A response read whole.
+pub struct Fetched {
+    pub head: http::response::Parts,
+    pub body: Bytes,
+}
+
+impl Fetched {
+    pub fn status(&self) -> u16 {
+        self.head.status.as_u16()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+
+    /// For the echo backend: the value of request header `name` as the backend saw it.
+    pub fn echoed(&self, name: &str) -> Option<String> {
+        let prefix = format!("header {}: ", name.to_ascii_lowercase());
+        self.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+
+    pub fn echoed_all(&self, name: &str) -> Vec<String> {
+        let prefix = format!("header {}: ", name.to_ascii_lowercase());
+        self.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// For the echo backend: `method`, `uri`, `version`, `backend` lines.
+    pub fn echoed_line(&self, key: &str) -> Option<String> {
+        let prefix = format!("{key} ");
+        self.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+}
+
+/// An upstream HTTP/1.1 server started by the test.
+pub struct Backend {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    /// Serves every request with `handler`.
+    pub async fn start<F, Fut>(handler: F) -> Backend
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(listener, handler)
+    }
+
+    pub fn serve_on<F, Fut>(listener: TcpListener, handler: F) -> Backend
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Backend { addr, task }
+    }
+
+    /// Answers every request with a text description of it: `backend NAME`,
+    /// `method M`, `uri U`, `version V`, one `header name: value` line per
+    /// header (in order), and `body-bytes N`.
+    pub async fn echo(name: &'static str) -> Backend {
+        Self::start(move |req: Request<Incoming>| async move {
+            let mut out = format!(
+                "backend {name}\nmethod {}\nuri {}\nversion {:?}\n",
+                req.method(),
+                req.uri(),
+                req.version()
+            );
+            for (k, v) in req.headers() {
+                out.push_str(&format!(
+                    "header {}: {}\n",
+                    k,
+                    v.to_str().unwrap_or("<binary>")
+                ));
+            }
+            let n = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().len())
+                .unwrap_or(0);
+            out.push_str(&format!("body-bytes {n}\n"));
+            Response::builder()
+                .header("content-type", "text/plain")
+                .body(body(out))
+                .unwrap()
+        })
+        .await
+    }
+}
+
+/// A loopback address where nothing listens (bound, then closed).
+pub async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// A minimal config: one TLS listener and a plain one on port 0, one upstream, one catch-all route.
+pub fn simple_config(backend: SocketAddr) -> String {
+    format!(
+        r#"
+[[listen]]
+addr = "127.0.0.1:0"
+tls = true
+
+[[listen]]
+addr = "127.0.0.1:0"
+
+[[certificate]]
+cert = "{{cert}}"
+key = "{{key}}"
+
+[upstream.backend]
+servers = ["{backend}"]
+
+[[route]]
+name = "all"
+path_prefix = "/"
+upstream = "backend"
+"#
+    )
+}
