@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ListenerKind, RouteAction};
-use crate::router::PathMatch;
+use crate::router::{HostPattern, Matcher, PathMatch};
+use crate::tls::certs::name_covers;
 use crate::tls::{CertError, LoadedCert, load_certificates};
 
 /// What `check` found beyond the config's own validation.
@@ -56,6 +57,50 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
         }
     }
 
+    // Every route host must be covered by a certificate when TLS is served.
+    let serves_tls = config.listeners.iter().any(|l| l.kind == ListenerKind::Tls);
+    if serves_tls && !certs.is_empty() {
+        for r in &config.routes {
+            for host in &r.hosts {
+                let covered = certs.iter().any(|c| match host {
+                    HostPattern::Exact(name) => c.info.names.iter().any(|n| name_covers(n, name)),
+                    HostPattern::Wildcard(suffix) => {
+                        c.info.names.iter().any(|n| n == &format!("*{suffix}"))
+                    }
+                });
+                if !covered {
+                    report.errors.push(format!(
+                        "route `{}`: no certificate covers host `{host}`; browsers will refuse it\n      \
+                         help: add a [[certificate]] whose names include `{host}`",
+                        r.name
+                    ));
+                }
+            }
+        }
+    }
+
+    // Routes an earlier route always takes (first match wins).
+    let matchers: Vec<Matcher> = config
+        .routes
+        .iter()
+        .map(|r| Matcher {
+            hosts: r.hosts.clone(),
+            path: r.path.clone(),
+        })
+        .collect();
+    for (j, later) in matchers.iter().enumerate() {
+        if let Some(i) = matchers[..j]
+            .iter()
+            .position(|earlier| earlier.covers(later))
+        {
+            report.warnings.push(format!(
+                "route `{}` can never match: route `{}` before it matches all its requests (routes are tried in file order)\n      \
+                 help: move `{}` above `{}`",
+                config.routes[j].name, config.routes[i].name, config.routes[j].name, config.routes[i].name
+            ));
+        }
+    }
+
     let s = &mut report.summary;
     let _ = writeln!(s, "listeners:");
     for l in &config.listeners {
@@ -72,9 +117,14 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
     }
     if !config.certificates.is_empty() {
         let _ = writeln!(s, "certificates (the first is the default):");
-        if no_files {
+        if no_files || certs.is_empty() {
+            let why = if no_files {
+                "not read: --no-files"
+            } else {
+                "not loaded: see errors"
+            };
             for c in &config.certificates {
-                let _ = writeln!(s, "  {} (not read: --no-files)", c.cert.display());
+                let _ = writeln!(s, "  {} ({why})", c.cert.display());
             }
         }
         for cert in &certs {
@@ -118,7 +168,13 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
             PathMatch::Regex(re) => format!("regex {}", re.as_str()),
         };
         let action = match &r.action {
-            RouteAction::Upstream(u) => format!("-> upstream {}", config.upstreams[*u].name),
+            RouteAction::Upstream(u) => match r.read_timeout {
+                Some(t) => format!(
+                    "-> upstream {} (read timeout {t:?})",
+                    config.upstreams[*u].name
+                ),
+                None => format!("-> upstream {}", config.upstreams[*u].name),
+            },
             RouteAction::Redirect { to, status } => format!("-> {} {to}", status.as_u16()),
         };
         let _ = writeln!(s, "  {}. {:<12} {hosts}; {path} {action}", i + 1, r.name);

@@ -1,10 +1,14 @@
 //! The `ferry` binary: flags → logging → library → exit code.
+//!
+//! Exit codes: 0 success (or a clean drain), 1 when ferry cannot start or
+//! `check` finds a problem, 2 for bad command-line usage (clap).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferry::app::{self, ConfigSource, Ferry};
+use ferry::app::{self, ConfigSource, Ferry, StartError};
 use ferry::cli::{Cli, Command};
 use ferry::config::{Config, ListenerKind};
 
@@ -19,25 +23,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(source: &ConfigSource) -> anyhow::Result<Config> {
+/// Prints to stdout, ignoring a closed pipe (`ferry check | head`).
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn load(source: &ConfigSource) -> Result<Config, StartError> {
     match source {
         ConfigSource::File(path) => Ok(Config::load(path)?),
         ConfigSource::Embedded => {
             let (config, certs) = app::embedded_config(Path::new("certs-dev"))?;
-            println!(
-                "ferry: no proxy.toml found (and no -c or FERRY_CONFIG): serving the built-in default\n  \
-                 https://{} -> http://{}\n  certificate: {} (self-signed by the development CA {}{})\n  \
-                 write a proxy.toml (see proxy.toml.example) to configure routes",
+            out(&format!(
+                "ferry: no proxy.toml found (and no -c or FERRY_CONFIG): using the built-in default\n  \
+                 https://{} -> http://{}\n  certificate: {} (signed by the development CA {}{})\n  \
+                 write a proxy.toml (see proxy.toml.example) to configure routes\n",
                 app::EMBEDDED_LISTEN,
                 app::EMBEDDED_UPSTREAM,
                 certs.cert.display(),
                 certs.ca_cert.display(),
                 if certs.created_ca {
-                    ", created now"
+                    ", created now: trust it to avoid browser warnings"
                 } else {
                     ""
                 },
-            );
+            ));
             Ok(config)
         }
     }
@@ -47,8 +56,8 @@ fn run(source: ConfigSource) -> ExitCode {
     let config = match load(&source) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("ferry: {e:#}");
-            return ExitCode::from(2);
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -91,13 +100,12 @@ fn check(source: ConfigSource, no_files: bool) -> ExitCode {
     let config = match load(&source) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("{e:#}");
-            eprintln!("\n{name}: check failed");
+            eprintln!("{e}\n\n{name}: check failed");
             return ExitCode::FAILURE;
         }
     };
     let report = ferry::check::check(&config, no_files);
-    print!("{}", report.summary);
+    out(&report.summary);
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -105,7 +113,7 @@ fn check(source: ConfigSource, no_files: bool) -> ExitCode {
         eprintln!("error: {e}");
     }
     if report.errors.is_empty() {
-        println!("{name}: configuration OK");
+        out(&format!("{name}: configuration OK\n"));
         ExitCode::SUCCESS
     } else {
         eprintln!("{name}: check failed with {} error(s)", report.errors.len());

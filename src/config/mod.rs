@@ -10,6 +10,7 @@ mod validate;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -93,7 +94,7 @@ pub struct CertificateConfig {
 /// `[upstream.NAME]`: a group of servers speaking HTTP/1.1.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    pub name: String,
+    pub name: Arc<str>,
     /// `host:port` authorities; names resolve when connecting, never at start-up.
     pub servers: Vec<http::uri::Authority>,
     pub connect_timeout: Duration,
@@ -110,7 +111,7 @@ pub struct UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     /// For logs and metrics; unique. Defaults to `route<index>`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Empty = any host.
     pub hosts: Vec<HostPattern>,
     pub path: PathMatch,

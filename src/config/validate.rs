@@ -248,7 +248,7 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
         let pool_max_idle = count(p, &u.pool_max_idle, &format!("{key}.pool_max_idle"), true)
             .unwrap_or(DEFAULT_POOL_MAX_IDLE);
         upstreams.push(UpstreamConfig {
-            name: uname.get_ref().clone(),
+            name: uname.get_ref().as_str().into(),
             servers,
             connect_timeout,
             read_timeout,
@@ -335,10 +335,11 @@ fn build_route(
 ) -> RouteConfig {
     let key = format!("route[{i}]");
     let f = r.get_ref();
-    let name = f
+    let name: std::sync::Arc<str> = f
         .name
         .as_ref()
-        .map_or_else(|| format!("route{i}"), |n| n.get_ref().clone());
+        .map_or_else(|| format!("route{i}"), |n| n.get_ref().clone())
+        .into();
     if f.name
         .as_ref()
         .is_some_and(|n| n.get_ref().trim().is_empty())
@@ -439,25 +440,24 @@ fn build_route(
             );
             RouteAction::Upstream(0)
         }
-        (Some(u), None) => match upstreams.iter().position(|x| x.name == *u.get_ref()) {
+        (Some(u), None) => match upstreams.iter().position(|x| *x.name == **u.get_ref()) {
             Some(idx) => RouteAction::Upstream(idx),
             None => {
-                let help =
-                    match did_you_mean(u.get_ref(), upstreams.iter().map(|x| x.name.as_str())) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None if upstreams.is_empty() => format!(
-                            "define it:\n        [upstream.{}]\n        servers = [\"host:port\"]",
-                            u.get_ref()
-                        ),
-                        None => format!(
-                            "defined upstreams: {}",
-                            upstreams
-                                .iter()
-                                .map(|x| format!("`{}`", x.name))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
+                let help = match did_you_mean(u.get_ref(), upstreams.iter().map(|x| &*x.name)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if upstreams.is_empty() => format!(
+                        "define it:\n        [upstream.{}]\n        servers = [\"host:port\"]",
+                        u.get_ref()
+                    ),
+                    None => format!(
+                        "defined upstreams: {}",
+                        upstreams
+                            .iter()
+                            .map(|x| format!("`{}`", x.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
                 p.push(
                     Some(u.span()),
                     format!("{key}.upstream"),
@@ -793,7 +793,7 @@ upstream = "backend"
         assert_eq!(c.listeners[0].kind, ListenerKind::Plain);
         assert_eq!(c.upstreams[0].servers[0].as_str(), "backend:8000");
         assert_eq!(c.upstreams[0].read_timeout, DEFAULT_READ_TIMEOUT);
-        assert_eq!(c.routes[0].name, "route0");
+        assert_eq!(&*c.routes[0].name, "route0");
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
     }
 

@@ -15,8 +15,6 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    #[error("the client's request body failed: {0}")]
-    ClientBody(#[source] hyper::Error),
     #[error("cannot connect to upstream `{upstream}` at {server}: {source}")]
     UpstreamConnect {
         upstream: String,
@@ -57,7 +55,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamFailed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -70,9 +68,7 @@ impl ProxyError {
 
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::NoRoute | ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => {
-                Side::Client
-            }
+            ProxyError::NoRoute | ProxyError::BadRequest(_) => Side::Client,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
@@ -86,7 +82,6 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::ClientBody(_) => "client_body",
             ProxyError::UpstreamConnect { .. } => "connect",
             ProxyError::UpstreamConnectTimeout { .. } => "connect_timeout",
             ProxyError::UpstreamTimeout { .. } => "timeout",
@@ -100,7 +95,6 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
             ProxyError::BadRequest(why) => why,
-            ProxyError::ClientBody(_) => "request body could not be read",
             ProxyError::UpstreamConnect { .. } => "upstream unavailable",
             ProxyError::UpstreamFailed { .. } => "upstream failed",
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {

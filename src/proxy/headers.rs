@@ -99,14 +99,13 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     let incoming: Option<String> = if peer_trusted {
         let joined = join_values(headers, &X_FORWARDED_FOR);
         if let Some(chain) = &joined {
+            // Walk back from the nearest hop; stop at the first untrusted one.
+            // If every hop is trusted, the left-most wins (as in nginx).
             for hop in chain.rsplit(',').map(str::trim) {
-                match hop.parse::<IpAddr>() {
-                    Ok(ip) if is_trusted(canonical(ip)) => continue,
-                    Ok(ip) => {
-                        real_ip = canonical(ip);
-                        break;
-                    }
-                    Err(_) => break,
+                let Ok(ip) = hop.parse::<IpAddr>() else { break };
+                real_ip = canonical(ip);
+                if !is_trusted(real_ip) {
+                    break;
                 }
             }
         }
@@ -281,6 +280,15 @@ mod tests {
         assert_eq!(get(&h, "x-real-ip"), Some("198.51.100.7"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
         assert_eq!(get(&h, "x-forwarded-host"), Some("example.com"));
+
+        // Every hop trusted: the left-most is the client.
+        let mut h = map(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
+        set_forwarded(&mut h, &fwd("10.0.0.5", &trusted));
+        assert_eq!(get(&h, "x-real-ip"), Some("10.9.9.9"));
+        // Garbage stops the walk at the last address that parsed.
+        let mut h = map(&[("x-forwarded-for", "unknown, 10.1.1.1")]);
+        set_forwarded(&mut h, &fwd("10.0.0.5", &trusted));
+        assert_eq!(get(&h, "x-real-ip"), Some("10.1.1.1"));
     }
 
     #[test]

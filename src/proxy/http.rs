@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::uri::Authority;
@@ -51,62 +50,32 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let start = Instant::now();
     let json = wants_json(req.headers());
-
-    // Phase 1: target.
-    let host = match target(&req) {
-        Ok(host) => host,
-        Err(e) => return finish(error_response(&e, json), None, Some(&e)),
+    let mut log = Box::new(RequestLog::new(
+        conn.client,
+        req.method().clone(),
+        req.version(),
+        req.uri().clone(),
+    ));
+    let result = match target(&req) {
+        // Phase 1: target.
+        Ok(host) => {
+            log.host = Some(host.clone());
+            proxy(&state, &conn, req, &host, &mut log).await
+        }
+        Err(e) => Err(e),
     };
-    let mut log = tracing::enabled!(target: "ferry::access", tracing::Level::INFO).then(|| {
-        Box::new(RequestLog {
-            start,
-            client: conn.client,
-            method: req.method().clone(),
-            version: req.version(),
-            host: host.to_string(),
-            path: req.uri().path().to_owned(),
-            route: None,
-            upstream: None,
-            upstream_addr: None,
-            status: StatusCode::OK,
-            bytes_out: 0,
-            error: None,
-            error_is_ours: false,
-            body_error: None,
-        })
-    });
-
-    let result = proxy(&state, &conn, req, &host, &mut log).await;
-    match result {
-        Ok(res) => finish(res, log, None),
-        Err(e) => finish(error_response(&e, json), log, Some(&e)),
+    let (mut res, err) = match result {
+        Ok(res) => (res, None),
+        Err(e) => (error_response(&e, json), Some(e)),
+    };
+    // Phase 7 set-up: the record rides on the body and is written when it ends.
+    log.status = res.status();
+    if let Some(e) = &err {
+        log.error = Some(error_chain(e));
+        log.error_is_ours = e.side() != Side::Client;
     }
-}
-
-/// Phase 7 set-up: the log record rides on the body and is written when it ends.
-fn finish(
-    mut res: Response<ProxyBody>,
-    log: Option<Box<RequestLog>>,
-    err: Option<&ProxyError>,
-) -> Response<ProxyBody> {
-    match log {
-        Some(mut log) => {
-            log.status = res.status();
-            if let Some(e) = err {
-                log.error = Some(error_chain(e));
-                log.error_is_ours = e.side() != Side::Client;
-            }
-            res.body_mut().set_log(log);
-        }
-        // Access lines are filtered out, but an upstream failure is still worth one line.
-        None => {
-            if let Some(e) = err.filter(|e| e.side() != Side::Client) {
-                tracing::warn!(status = e.status().as_u16(), kind = e.kind(), error = %error_chain(e), "request failed");
-            }
-        }
-    }
+    res.body_mut().set_log(log);
     res
 }
 
@@ -115,15 +84,13 @@ async fn proxy(
     conn: &ConnInfo,
     req: Request<Incoming>,
     host: &Authority,
-    log: &mut Option<Box<RequestLog>>,
+    log: &mut RequestLog,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Phase 2: route.
     let route = state
         .route(host.as_str(), req.uri().path())
         .ok_or(ProxyError::NoRoute)?;
-    if let Some(log) = log.as_mut() {
-        log.route = Some(route.name.clone());
-    }
+    log.route = Some(route.name.clone());
 
     // Phase 3: redirect routes answer here.
     let upstream = match &route.action {
@@ -135,17 +102,12 @@ async fn proxy(
 
     // Phase 4: the upstream request.
     let server = upstream.pick().clone();
-    if let Some(log) = log.as_mut() {
-        log.upstream = Some(upstream.name.clone());
-        log.upstream_addr = Some(server.to_string());
-    }
+    log.upstream = Some(upstream.name.clone());
     let upstream_req = upstream_request(req, state, conn, route, host, &server);
 
     // Phase 5: send.
     let (res, addr) = send(upstream, &server, route, upstream_req).await?;
-    if let Some(log) = log.as_mut() {
-        log.upstream_addr = Some(addr.to_string());
-    }
+    log.upstream_addr = Some(addr);
 
     // Phase 6: the response.
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
@@ -255,7 +217,7 @@ async fn send(
 
 /// Which side a send failure belongs to.
 fn classify(upstream: &Upstream, server: &Authority, e: SendError) -> ProxyError {
-    let (up, srv) = (upstream.name.clone(), server.to_string());
+    let (up, srv) = (upstream.name.to_string(), server.to_string());
     match e {
         SendError::ConnectTimeout { .. } => ProxyError::UpstreamConnectTimeout {
             upstream: up,

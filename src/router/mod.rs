@@ -2,8 +2,8 @@
 //! unless the path needs normalising.
 //!
 //! Routes are tried in file order and the first match wins, like Caddy's
-//! `handle` blocks and unlike nginx's longest-prefix rule (which `ferry check`
-//! helps with by reporting shadowed routes).
+//! `handle` blocks and unlike nginx's longest-prefix rule; [`Matcher::covers`]
+//! lets `ferry check` warn about a route that an earlier one always takes.
 
 use std::borrow::Cow;
 
@@ -111,6 +111,38 @@ pub struct Matcher {
 impl Matcher {
     fn host_matches(&self, host: &str) -> bool {
         self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host))
+    }
+
+    /// Whether every request `later` matches is certainly matched by `self`
+    /// (so `later`, placed after `self`, can never be chosen). Conservative:
+    /// `false` when it cannot tell (regexes other than "match everything").
+    pub fn covers(&self, later: &Matcher) -> bool {
+        let hosts = self.hosts.is_empty()
+            || (!later.hosts.is_empty()
+                && later.hosts.iter().all(|h| match h {
+                    HostPattern::Exact(name) => self.host_matches(name),
+                    HostPattern::Wildcard(suffix) => self.hosts.iter().any(|mine| match mine {
+                        HostPattern::Wildcard(s) => suffix.ends_with(s.as_str()),
+                        HostPattern::Exact(_) => false,
+                    }),
+                }));
+        if !hosts {
+            return false;
+        }
+        match (&self.path, &later.path) {
+            (PathMatch::Any, _) => true,
+            // Every path under prefix (or equal to path) `t` is under `m` when `m` matches `t` itself.
+            (PathMatch::Prefix(mine), PathMatch::Prefix(theirs) | PathMatch::Exact(theirs)) => {
+                theirs
+                    .iter()
+                    .all(|t| mine.iter().any(|m| prefix_matches(m, t)))
+            }
+            (PathMatch::Exact(mine), PathMatch::Exact(theirs)) => {
+                theirs.iter().all(|t| mine.contains(t))
+            }
+            (PathMatch::Prefix(mine), _) => mine.iter().any(|m| m == "/"),
+            _ => false,
+        }
     }
 }
 
@@ -304,6 +336,43 @@ mod tests {
         assert_eq!(t.find("a.b.example.com", "/"), Some(1));
         assert_eq!(t.find("badexample.com", "/"), None);
         assert_eq!(t.find("other.org", "/x"), None);
+    }
+
+    fn matcher(hosts: &[&str], path: PathMatch) -> Matcher {
+        Matcher {
+            hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
+            path,
+        }
+    }
+
+    #[test]
+    fn shadowing() {
+        let catch_all = matcher(&[], prefix(&["/"]));
+        let api = matcher(&[], prefix(&["/api", "/auth"]));
+        let api_v1 = matcher(&[], prefix(&["/api/v1"]));
+        let ws = matcher(&[], PathMatch::Regex(Regex::new("^/api/v1/ws/").unwrap()));
+        let health = matcher(&[], PathMatch::Exact(vec!["/api/health".into()]));
+        assert!(catch_all.covers(&api));
+        assert!(catch_all.covers(&ws));
+        assert!(api.covers(&api_v1));
+        assert!(api.covers(&health));
+        assert!(!api_v1.covers(&api));
+        assert!(!api.covers(&ws), "regexes are not analysed");
+        assert!(!api.covers(&matcher(&[], prefix(&["/apix"]))));
+        // Hosts: a host-specific route does not cover other hosts.
+        let example = matcher(&["example.com"], prefix(&["/"]));
+        assert!(!example.covers(&api));
+        assert!(example.covers(&matcher(&["example.com"], prefix(&["/x"]))));
+        assert!(!example.covers(&matcher(&["other.com"], prefix(&["/x"]))));
+        let wild = matcher(&["*.example.com"], PathMatch::Any);
+        assert!(wild.covers(&matcher(
+            &["a.example.com", "*.b.example.com"],
+            PathMatch::Any
+        )));
+        assert!(!wild.covers(&matcher(&["example.com"], PathMatch::Any)));
     }
 
     #[test]

@@ -125,7 +125,8 @@ impl DevCerts {
 }
 
 /// Makes sure `dir` holds a CA and a leaf for [`LOCAL_NAMES`] plus `extra_names`.
-/// An existing CA is reused; the leaf is reissued when `reissue_leaf` or when it is missing.
+/// An existing CA is reused; the leaf is reissued when `reissue_leaf`, or when
+/// it is missing, unreadable, or expires within 30 days.
 pub fn ensure(
     dir: &Path,
     extra_names: &[String],
@@ -148,7 +149,7 @@ pub fn ensure(
         paths.created_ca = true;
         ca
     };
-    if reissue_leaf || paths.created_ca || !paths.cert.exists() || !paths.key.exists() {
+    if reissue_leaf || paths.created_ca || !leaf_is_usable(&paths) {
         let mut names: Vec<String> = LOCAL_NAMES.iter().map(|s| s.to_string()).collect();
         for n in extra_names {
             if !names.contains(n) {
@@ -166,6 +167,17 @@ pub fn ensure(
         paths.created_leaf = true;
     }
     Ok(paths)
+}
+
+fn leaf_is_usable(paths: &DevCerts) -> bool {
+    let config = crate::config::CertificateConfig {
+        cert: paths.cert.clone(),
+        key: paths.key.clone(),
+    };
+    match crate::tls::certs::load_one(&config) {
+        Ok(leaf) => leaf.info.remaining() > std::time::Duration::from_secs(30 * 86_400),
+        Err(_) => false,
+    }
 }
 
 fn read(path: &Path) -> Result<String, DevCertError> {

@@ -24,7 +24,7 @@ pub use pool::{Pool, SendError};
 /// One `[upstream.NAME]` ready to take requests.
 #[derive(Debug)]
 pub struct Upstream {
-    pub name: String,
+    pub name: Arc<str>,
     servers: Vec<Authority>,
     /// Round-robin cursor.
     next: AtomicUsize,
