@@ -28,9 +28,16 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
         match load_certificates(&config.certificates) {
             Ok(certs) => certs,
             Err(errors) => {
-                report
-                    .errors
-                    .extend(errors.iter().map(|e: &CertError| e.to_string()));
+                for e in &errors {
+                    let mut msg = e.to_string();
+                    if matches!(e, CertError::Read { .. }) {
+                        msg.push_str(
+                            "\n      help: if this file exists only where ferry runs (a container), \
+                             use `ferry check --no-files`",
+                        );
+                    }
+                    report.errors.push(msg);
+                }
                 Vec::new()
             }
         }

@@ -76,17 +76,17 @@ impl RequestLog {
         match failure {
             None => {
                 tracing::info!(target: "ferry::access", method = %self.method, client.addr = %self.client,
-                version = ?self.version, host, path, route, upstream, upstream.addr = upstream_addr, status,
+                version = ?self.version, host = %host, path = %path, route = %route, upstream = %upstream, upstream.addr = upstream_addr, status,
                 bytes = self.bytes_out, duration_ms, "request")
             }
             Some((true, outcome, error)) => {
                 tracing::warn!(target: "ferry::access", method = %self.method,
-                client.addr = %self.client, version = ?self.version, host, path, route, upstream,
+                client.addr = %self.client, version = ?self.version, host = %host, path = %path, route = %route, upstream = %upstream,
                 upstream.addr = upstream_addr, status, bytes = self.bytes_out, duration_ms, error, "{outcome}")
             }
             Some((false, outcome, error)) => {
                 tracing::info!(target: "ferry::access", method = %self.method,
-                client.addr = %self.client, version = ?self.version, host, path, route, upstream,
+                client.addr = %self.client, version = ?self.version, host = %host, path = %path, route = %route, upstream = %upstream,
                 upstream.addr = upstream_addr, status, bytes = self.bytes_out, duration_ms, error, "{outcome}")
             }
         }

@@ -1,0 +1,313 @@
+//! The `ferry` binary as an operator uses it: `check` verdicts and messages,
+//! `run` with its log lines, and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use common::*;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn ferry(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(FERRY)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("FERRY_CONFIG")
+        .env("FERRY_LOG", "info")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn valid_config(ca: &TestCa) -> String {
+    let (cert, key) = ca.leaf("site", &["app.test", "www.app.test"]);
+    format!(
+        r#"
+[[listen]]
+addr = "127.0.0.1:0"
+tls = true
+
+[[certificate]]
+cert = "{}"
+key = "{}"
+
+[upstream.backend]
+servers = ["backend:8000"]
+
+[[route]]
+name = "api"
+hosts = ["app.test"]
+path_prefix = ["/api", "/auth"]
+upstream = "backend"
+
+[[route]]
+name = "api-v1"
+hosts = ["app.test"]
+path_prefix = "/api/v1"
+upstream = "backend"
+"#,
+        cert.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn check_accepts_a_valid_config_and_explains_it() {
+    let ca = TestCa::new();
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, valid_config(&ca)).unwrap();
+    let out = ferry(&["check", "-c", path.to_str().unwrap()], ca.dir.path());
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("names: app.test, www.app.test"), "{stdout}");
+    assert!(stdout.contains("1. api"), "{stdout}");
+    assert!(
+        stdout.ends_with("proxy.toml: configuration OK\n"),
+        "{stdout}"
+    );
+    // The second route sits behind the first: a warning naming both.
+    assert!(
+        stderr.contains("route `api-v1` can never match: route `api` before it"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_key_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[listen]]\naddr = \"0.0.0.0:443\"\n\n[upstream.backend]\nservers = [\"b:8000\"]\nconect_timeout = \"5s\"\n\n[[route]]\npath_prefix = \"/\"\nupstrem = \"backend\"\n",
+    )
+    .unwrap();
+    let out = ferry(&["check", "-c", path.to_str().unwrap()], dir.path());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.toml has 2 problems"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "bad.toml:6:1: upstream.backend.conect_timeout: unknown key `conect_timeout`"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: did you mean `connect_timeout`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:10:1: route[0].upstrem: unknown key `upstrem`"),
+        "{stderr}"
+    );
+
+    let missing = ferry(&["check", "-c", "/nonexistent/proxy.toml"], dir.path());
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("cannot read config file /nonexistent/proxy.toml"));
+}
+
+#[test]
+fn check_catches_a_key_that_does_not_match_its_certificate() {
+    let ca = TestCa::new();
+    let (cert, _) = ca.leaf("one", &["app.test"]);
+    let (_, other_key) = ca.leaf("two", &["app.test"]);
+    let config = valid_config(&ca)
+        .lines()
+        .map(|l| {
+            if l.starts_with("cert =") {
+                format!("cert = \"{}\"", cert.display())
+            } else if l.starts_with("key =") {
+                format!("key = \"{}\"", other_key.display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = ferry(&["check", "-c", path.to_str().unwrap()], ca.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("does not match the certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_example_config_passes_check_without_its_container_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ferry(&["check", "--no-files", "-c", "proxy.toml.example"], root);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without --no-files the missing certificate is reported, with the way out.
+    let out = ferry(&["check", "-c", "proxy.toml.example"], root);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /etc/ferry/tls/fullchain.pem"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--no-files"), "{stderr}");
+}
+
+#[test]
+fn without_any_config_file_the_embedded_default_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(&["check"], dir.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("https://127.0.0.1:8443 -> http://127.0.0.1:8000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("names: localhost, 127.0.0.1, ::1"),
+        "{stdout}"
+    );
+    for file in ["ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"] {
+        assert!(dir.path().join("certs-dev").join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(&["--version"], dir.path());
+    assert_eq!(
+        text(&out.stdout),
+        format!("ferry {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = ferry(&["--help"], dir.path());
+    assert!(text(&out.stdout).contains("ferry check -c proxy.toml"));
+}
+
+/// Runs the binary, serves real requests, logs them, and drains on SIGTERM.
+/// (Multi-threaded: the log reader blocks while the client's connection task runs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_each_request_and_exits_zero_after_sigterm() {
+    let backend = Backend::echo("b").await;
+    let dead = dead_addr().await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf("localhost", &["localhost"]);
+    let config = format!(
+        r#"
+[[listen]]
+addr = "127.0.0.1:0"
+tls = true
+
+[[certificate]]
+cert = "{cert}"
+key = "{key}"
+
+[upstream.backend]
+servers = ["{backend}"]
+
+[upstream.down]
+servers = ["{dead}"]
+
+[[route]]
+name = "broken"
+path_prefix = "/broken"
+upstream = "down"
+
+[[route]]
+name = "all"
+path_prefix = "/"
+upstream = "backend"
+"#,
+        cert = cert.display(),
+        key = key.display(),
+        backend = backend.addr,
+    );
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, &config).unwrap();
+
+    let mut child = Command::new(FERRY)
+        .args(["run", "-c", path.to_str().unwrap()])
+        .env("FERRY_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |pred: &dyn Fn(&str) -> bool| -> String {
+        loop {
+            let line = rx.recv_timeout(WAIT).expect("expected log line");
+            if pred(&line) {
+                return line;
+            }
+        }
+    };
+    let ready = next_line(&|l| l.contains("ready") && l.contains("url=https://"));
+    let addr: std::net::SocketAddr = ready
+        .split("url=https://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let mut c = Client::tls(addr, &ca, Proto::H2, "localhost").await;
+    assert_eq!(
+        c.get("localhost", "/hello?token=secret").await.status(),
+        200
+    );
+    let line = next_line(&|l| l.contains("path=/hello"));
+    for field in [
+        "method=GET",
+        "host=localhost",
+        "route=all",
+        "upstream=backend",
+        "status=200",
+        "bytes=",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+    assert!(
+        !line.contains("secret"),
+        "query strings are not logged: {line}"
+    );
+
+    assert_eq!(c.get("localhost", "/broken").await.status(), 502);
+    let line = next_line(&|l| l.contains("path=/broken"));
+    assert!(
+        line.contains("WARN") && line.contains("status=502"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("cannot connect to upstream `down` at {dead}")),
+        "{line}"
+    );
+
+    drop(c);
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    next_line(&|l| l.contains("drained cleanly"));
+    let status = within(tokio::task::spawn_blocking(move || child.wait().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -1,0 +1,158 @@
+//! Bodies stream through without being buffered whole, in both directions,
+//! over HTTP/1.1 and HTTP/2; a slow upload is not mistaken for a slow upstream;
+//! trailers survive.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+const CHUNK: usize = 64 * 1024;
+
+/// Resident set size of this process (test + ferry + backend), in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A body of `total` bytes made lazily, chunk by chunk.
+fn generated(total: usize) -> TestBody {
+    let chunks =
+        (0..total.div_ceil(CHUNK)).map(move |i| {
+            let len = CHUNK.min(total - i * CHUNK);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from(
+                vec![(i % 251) as u8; len],
+            )))
+        });
+    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(chunks)))
+}
+
+/// Counts a body's bytes without keeping them.
+async fn drain(mut body: hyper::body::Incoming) -> u64 {
+    let mut n = 0u64;
+    while let Some(frame) = within(body.frame()).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            n += data.len() as u64;
+        }
+    }
+    n
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_with_bounded_memory() {
+    const SIZE: usize = 256 * 1024 * 1024;
+    // Upload: the backend counts what arrives. Download: it generates SIZE bytes.
+    let backend = Backend::start(|req: http::Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/download" {
+            return Response::new(generated(SIZE));
+        }
+        let n = drain(req.into_body()).await;
+        Response::new(body(n.to_string()))
+    })
+    .await;
+    let proxy = TestProxy::start(&simple_config(backend.addr)).await;
+    let before = rss();
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = proxy.client(proto).await;
+        let req = request("POST", "localhost", "/upload", proto == Proto::H2)
+            .body(generated(SIZE))
+            .unwrap();
+        let res = c.fetch(req).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text(), SIZE.to_string(), "{proto:?} upload");
+
+        let res = c
+            .send(
+                request("GET", "localhost", "/download", proto == Proto::H2)
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            drain(res.into_body()).await,
+            SIZE as u64,
+            "{proto:?} download"
+        );
+    }
+    let grown = rss().saturating_sub(before);
+    // 1 GiB went through; buffering even one body whole would add 256 MiB.
+    assert!(
+        grown < 64 * 1024 * 1024,
+        "RSS grew by {} MiB",
+        grown / (1024 * 1024)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_an_upstream_timeout() {
+    let backend = Backend::start(|req: http::Request<hyper::body::Incoming>| async move {
+        let n = drain(req.into_body()).await;
+        Response::new(body(n.to_string()))
+    })
+    .await;
+    // read_timeout 300ms; the client takes ~1s to send its body, 100ms a chunk.
+    let toml = simple_config(backend.addr).replace(
+        "upstream = \"backend\"",
+        "upstream = \"backend\"\nread_timeout = \"300ms\"",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let mut c = proxy.client(Proto::H1).await;
+    let chunks = futures_util::stream::iter(0..10).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from_static(
+            b"0123456789",
+        )))
+    });
+    let req = request("POST", "localhost", "/", false)
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap();
+    let res = c.fetch(req).await;
+    assert_eq!(res.status(), 200, "{}", res.text());
+    assert_eq!(res.text(), "100");
+}
+
+#[tokio::test]
+async fn response_trailers_reach_http2_clients() {
+    let backend = Backend::start(|_req| async {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let frames = vec![
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Frame::data(Bytes::from_static(
+                b"payload",
+            ))),
+            Ok(Frame::trailers(trailers)),
+        ];
+        Response::builder()
+            .header("trailer", "grpc-status")
+            .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+                frames,
+            ))))
+            .unwrap()
+    })
+    .await;
+    let proxy = TestProxy::start(&simple_config(backend.addr)).await;
+    let mut c = proxy.client(Proto::H2).await;
+    let req = request("GET", "localhost", "/", true)
+        .header("te", "trailers")
+        .body(empty())
+        .unwrap();
+    let res = c.send(req).await.unwrap();
+    let collected = within(res.into_body().collect()).await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrived");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(&collected.to_bytes()[..], b"payload");
+}

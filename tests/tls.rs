@@ -1,0 +1,202 @@
+//! TLS as a client sees it: SNI picks the certificate, no SNI gets the
+//! default, ALPN picks the protocol, TLS 1.2 and 1.3 both work, and a client
+//! that never finishes its handshake is dropped.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rustls::pki_types::ServerName;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// The subjectAltName DNS names of the certificate the server presented.
+fn presented_names(conn: &rustls::ClientConnection) -> Vec<String> {
+    let der = &conn.peer_certificates().expect("a certificate")[0];
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn start_two_certs() -> (TestProxy, Backend) {
+    let backend = Backend::echo("b").await;
+    let ca = TestCa::new();
+    let (a_cert, a_key) = ca.leaf("a", &["a.test", "www.a.test"]);
+    let (b_cert, b_key) = ca.leaf("b", &["b.test", "*.b.test"]);
+    let toml = format!(
+        r#"
+[server]
+handshake_timeout = "300ms"
+
+[[listen]]
+addr = "127.0.0.1:0"
+tls = true
+
+[[certificate]]
+cert = "{a_cert}"
+key = "{a_key}"
+[[certificate]]
+cert = "{b_cert}"
+key = "{b_key}"
+
+[upstream.backend]
+servers = ["{backend}"]
+
+[[route]]
+path_prefix = "/"
+upstream = "backend"
+"#,
+        a_cert = a_cert.display(),
+        a_key = a_key.display(),
+        b_cert = b_cert.display(),
+        b_key = b_key.display(),
+        backend = backend.addr,
+    );
+    (TestProxy::start_with(&toml, ca).await, backend)
+}
+
+async fn handshake(
+    proxy: &TestProxy,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = within(TcpStream::connect(proxy.tls_addr.unwrap()))
+        .await
+        .unwrap();
+    let name = ServerName::try_from(sni.to_owned()).unwrap();
+    within(tokio_rustls::TlsConnector::from(config).connect(name, tcp))
+        .await
+        .expect("handshake")
+}
+
+#[tokio::test]
+async fn sni_selects_among_certificates_and_wildcards_work() {
+    let (proxy, _backend) = start_two_certs().await;
+    let config = proxy.ca.client_config(&[b"http/1.1"]);
+    for (sni, expect) in [
+        ("a.test", "a.test"),
+        ("www.a.test", "a.test"),
+        ("b.test", "b.test"),
+        ("api.b.test", "b.test"),
+        ("WWW.A.TEST", "a.test"),
+    ] {
+        let tls = handshake(&proxy, config.clone(), sni).await;
+        assert_eq!(presented_names(tls.get_ref().1)[0], expect, "SNI {sni}");
+    }
+    // A full request over the SNI-selected certificate, verified by the client.
+    let mut c = Client::tls(proxy.tls_addr.unwrap(), &proxy.ca, Proto::H2, "api.b.test").await;
+    assert_eq!(c.get("api.b.test", "/").await.status(), 200);
+}
+
+#[tokio::test]
+async fn clients_without_sni_get_the_first_certificate() {
+    let (proxy, _backend) = start_two_certs().await;
+    // Connecting by IP literal sends no SNI. Verification would fail (the
+    // certificate is for names), so look at what was presented without trusting it.
+    let mut config = (*proxy.ca.client_config(&[b"http/1.1"])).clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(AcceptAnything));
+    let tls = handshake(&proxy, Arc::new(config.clone()), "127.0.0.1").await;
+    assert_eq!(presented_names(tls.get_ref().1), ["a.test", "www.a.test"]);
+    // An unknown name also gets the default rather than a failed handshake.
+    let tls = handshake(&proxy, Arc::new(config), "unknown.test").await;
+    assert_eq!(presented_names(tls.get_ref().1), ["a.test", "www.a.test"]);
+}
+
+#[tokio::test]
+async fn alpn_picks_the_protocol_and_tls12_works() {
+    let backend = Backend::echo("b").await;
+    let proxy = TestProxy::start(&simple_config(backend.addr)).await;
+    for (alpn, want) in [
+        (&[&b"h2"[..], b"http/1.1"][..], &b"h2"[..]),
+        (&[&b"http/1.1"[..]][..], &b"http/1.1"[..]),
+    ] {
+        let tls = handshake(&proxy, proxy.ca.client_config(alpn), "localhost").await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(want));
+        assert_eq!(
+            tls.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+    }
+    let tls12 = rustls::ClientConfig::builder_with_provider(ferry::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots(&proxy.ca))
+        .with_no_client_auth();
+    let tls = handshake(&proxy, Arc::new(tls12), "localhost").await;
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_dropped() {
+    let (proxy, _backend) = start_two_certs().await;
+    let mut tcp = within(TcpStream::connect(proxy.tls_addr.unwrap()))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    // handshake_timeout is 300ms: the server closes (EOF) instead of waiting forever.
+    let n = within(tcp.read(&mut buf)).await.unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+fn roots(ca: &TestCa) -> rustls::RootCertStore {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca.ca.cert.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    roots
+}
+
+/// For looking at the certificate a server presents to a client that sends no SNI.
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        ferry::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
