@@ -45,6 +45,8 @@ pub struct FileListen {
     pub redirect_https: Option<Spanned<bool>>,
     #[serde(default)]
     pub http2: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub websocket_over_http2: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +79,18 @@ pub struct FileRoute {
     pub read_timeout: Option<Spanned<String>>,
     pub request_headers: Option<Spanned<FileHeaderOps>>,
     pub response_headers: Option<Spanned<FileHeaderOps>>,
+    pub websocket: Option<Spanned<FileWebSocket>>,
+}
+
+/// `websocket = { ... }` on a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebSocket {
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_lifetime: Option<Spanned<String>>,
+    pub ping_interval: Option<Spanned<String>>,
+    pub allowed_origins: Option<Vec<Spanned<String>>>,
+    pub require_origin: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +155,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("tls", Leaf),
             ("redirect_https", Leaf),
             ("http2", Leaf),
+            ("websocket_over_http2", Leaf),
         ]),
     ),
     ("certificate", Tables(&[("cert", Leaf), ("key", Leaf)])),
@@ -167,6 +182,16 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("read_timeout", Leaf),
             ("request_headers", Table(HEADER_OPS)),
             ("response_headers", Table(HEADER_OPS)),
+            (
+                "websocket",
+                Table(&[
+                    ("idle_timeout", Leaf),
+                    ("max_lifetime", Leaf),
+                    ("ping_interval", Leaf),
+                    ("allowed_origins", Leaf),
+                    ("require_origin", Leaf),
+                ]),
+            ),
         ]),
     ),
 ];

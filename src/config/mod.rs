@@ -6,6 +6,7 @@
 
 mod error;
 pub(crate) mod file;
+mod origin;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use error::{ConfigError, Problem};
+pub use origin::OriginPattern;
 
 use crate::router::{HostPattern, PathMatch};
 
@@ -71,6 +73,8 @@ pub struct ListenerConfig {
     pub kind: ListenerKind,
     /// Offer `h2` in ALPN (TLS listeners only).
     pub http2: bool,
+    /// Accept WebSockets over HTTP/2 (RFC 8441 extended CONNECT).
+    pub websocket_over_http2: bool,
 }
 
 /// What a listener does with its connections.
@@ -120,6 +124,34 @@ pub struct RouteConfig {
     pub read_timeout: Option<Duration>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    pub websocket: WebSocketConfig,
+}
+
+/// How WebSocket sessions on a route are kept and checked.
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// No frames either way for this long closes the session (1001).
+    pub idle_timeout: Duration,
+    /// Sessions are closed (1001) after this long regardless of traffic.
+    pub max_lifetime: Option<Duration>,
+    /// Send the client a Ping this often (keeps NATs and load balancers open).
+    pub ping_interval: Option<Duration>,
+    /// Empty = any origin. Otherwise the handshake's `Origin` must match one.
+    pub allowed_origins: Vec<OriginPattern>,
+    /// Refuse handshakes without an `Origin` header (browsers always send one).
+    pub require_origin: bool,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            idle_timeout: Duration::from_secs(24 * 3600),
+            max_lifetime: None,
+            ping_interval: None,
+            allowed_origins: Vec::new(),
+            require_origin: false,
+        }
+    }
 }
 
 /// What a matched route does.

@@ -11,10 +11,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{Problems, did_you_mean};
-use super::file::{FileConfig, FileHeaderOps, FileRoute, OneOrMany, SCHEMA, Shape};
+use super::file::{FileConfig, FileHeaderOps, FileRoute, FileWebSocket, OneOrMany, SCHEMA, Shape};
 use super::{
     CertificateConfig, Config, ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind,
-    RouteAction, RouteConfig, ServerConfig, UpstreamConfig, parse_duration,
+    OriginPattern, RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+    parse_duration,
 };
 use crate::router::{HostPattern, PathMatch};
 
@@ -184,7 +185,25 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
             }
         }
         let http2 = l.http2.as_ref().is_none_or(|h| *h.get_ref());
-        listeners.push(ListenerConfig { addr, kind, http2 });
+        if let Some(ws) = &l.websocket_over_http2 {
+            if *ws.get_ref() && !(kind == ListenerKind::Tls && http2) {
+                p.push(
+                    Some(ws.span()),
+                    format!("{key}.websocket_over_http2"),
+                    "WebSockets over HTTP/2 need a TLS listener with HTTP/2",
+                    Some("remove `websocket_over_http2`; WebSockets over HTTP/1.1 work on every listener".into()),
+                );
+            }
+        }
+        let websocket_over_http2 = kind == ListenerKind::Tls
+            && http2
+            && l.websocket_over_http2.as_ref().is_none_or(|w| *w.get_ref());
+        listeners.push(ListenerConfig {
+            addr,
+            kind,
+            http2,
+            websocket_over_http2,
+        });
     }
     if file.listen.is_empty() {
         p.push(
@@ -523,6 +542,15 @@ fn build_route(
     }
     let request_headers = header_ops(p, &f.request_headers, &format!("{key}.request_headers"));
     let response_headers = header_ops(p, &f.response_headers, &format!("{key}.response_headers"));
+    let websocket = websocket(p, &f.websocket, &format!("{key}.websocket"));
+    if f.websocket.is_some() && f.redirect.is_some() {
+        p.push(
+            f.websocket.as_ref().map(Spanned::span),
+            format!("{key}.websocket"),
+            "`websocket` has no effect on a redirect route",
+            Some("remove it".into()),
+        );
+    }
     RouteConfig {
         name,
         hosts,
@@ -531,7 +559,49 @@ fn build_route(
         read_timeout,
         request_headers,
         response_headers,
+        websocket,
     }
+}
+
+fn websocket(
+    p: &mut Problems<'_>,
+    ws: &Option<Spanned<FileWebSocket>>,
+    key: &str,
+) -> WebSocketConfig {
+    let mut out = WebSocketConfig::default();
+    let Some(ws) = ws else { return out };
+    let f = ws.get_ref();
+    if let Some(d) = duration(p, &f.idle_timeout, key, "idle_timeout") {
+        out.idle_timeout = d;
+    }
+    out.max_lifetime = duration(p, &f.max_lifetime, key, "max_lifetime");
+    out.ping_interval = duration(p, &f.ping_interval, key, "ping_interval");
+    if let (Some(ping), Some(span)) = (out.ping_interval, f.ping_interval.as_ref()) {
+        if ping >= out.idle_timeout {
+            p.push(
+                Some(span.span()),
+                format!("{key}.ping_interval"),
+                format!(
+                    "a ping every {ping:?} cannot keep a session with idle_timeout {:?} alive",
+                    out.idle_timeout
+                ),
+                Some("make ping_interval shorter than idle_timeout".into()),
+            );
+        }
+    }
+    for (i, origin) in f.allowed_origins.iter().flatten().enumerate() {
+        match OriginPattern::parse(origin.get_ref()) {
+            Ok(pattern) => out.allowed_origins.push(pattern),
+            Err(why) => p.push(
+                Some(origin.span()),
+                format!("{key}.allowed_origins[{i}]"),
+                why,
+                None,
+            ),
+        }
+    }
+    out.require_origin = f.require_origin.as_ref().is_some_and(|r| *r.get_ref());
+    out
 }
 
 fn one_or_many(v: &Spanned<OneOrMany>) -> Vec<&str> {
@@ -813,6 +883,7 @@ workers = 1
 addr = "127.0.0.1:8443"
 tls = true
 http2 = true
+websocket_over_http2 = true
 [[listen]]
 addr = "127.0.0.1:8080"
 redirect_https = true
@@ -842,6 +913,7 @@ upstream = "backend"
 read_timeout = "2m"
 request_headers = { set = { "X-A" = "1" }, add = { "X-B" = "2" }, remove = ["X-C"] }
 response_headers = { set = { "X-D" = "1" }, add = {}, remove = [] }
+websocket = { idle_timeout = "1h", max_lifetime = "12h", ping_interval = "30s", allowed_origins = ["https://*.example.com", "http://localhost:5173"], require_origin = true }
 "#;
         let c = parse_str(src).unwrap();
         assert_eq!(c.certificates[0].cert, Path::new("/etc/ferry/c.pem"));
@@ -852,6 +924,14 @@ response_headers = { set = { "X-D" = "1" }, add = {}, remove = [] }
         );
         assert_eq!(c.routes[1].read_timeout, Some(Duration::from_secs(120)));
         assert_eq!(c.routes[1].request_headers.set.len(), 1);
+        assert_eq!(
+            c.routes[1].websocket.idle_timeout,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(c.routes[1].websocket.allowed_origins.len(), 2);
+        assert!(c.routes[1].websocket.require_origin);
+        assert!(c.listeners[0].websocket_over_http2);
+        assert!(!c.listeners[1].websocket_over_http2);
     }
 
     #[test]
@@ -1004,6 +1084,16 @@ upstrem = "backend"
                 "upstream = \"backend\"",
                 "upstream = \"backend\"\nread_timeout = \"0s\"",
                 "greater than zero",
+            ),
+            (
+                "upstream = \"backend\"",
+                "upstream = \"backend\"\nwebsocket = { allowed_origins = [\"example.com\"] }",
+                "is not an origin",
+            ),
+            (
+                "upstream = \"backend\"",
+                "upstream = \"backend\"\nwebsocket = { idle_timeout = \"30s\", ping_interval = \"1m\" }",
+                "shorter than idle_timeout",
             ),
         ];
         for (from, to, expect) in cases {

@@ -15,6 +15,10 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("WebSocket origin `{origin}` is not in this route's allowed_origins")]
+    OriginNotAllowed { origin: String },
+    #[error("WebSocket handshake without an Origin header, and this route requires one")]
+    OriginRequired,
     #[error("cannot connect to upstream `{upstream}` at {server}: {source}")]
     UpstreamConnect {
         upstream: String,
@@ -56,6 +60,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
+                StatusCode::FORBIDDEN
+            }
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamFailed { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -68,7 +75,10 @@ impl ProxyError {
 
     pub fn side(&self) -> Side {
         match self {
-            ProxyError::NoRoute | ProxyError::BadRequest(_) => Side::Client,
+            ProxyError::NoRoute
+            | ProxyError::BadRequest(_)
+            | ProxyError::OriginNotAllowed { .. }
+            | ProxyError::OriginRequired => Side::Client,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
@@ -82,6 +92,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no_route",
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::OriginNotAllowed { .. } => "origin_denied",
+            ProxyError::OriginRequired => "origin_required",
             ProxyError::UpstreamConnect { .. } => "connect",
             ProxyError::UpstreamConnectTimeout { .. } => "connect_timeout",
             ProxyError::UpstreamTimeout { .. } => "timeout",
@@ -95,6 +107,8 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
             ProxyError::BadRequest(why) => why,
+            ProxyError::OriginNotAllowed { .. } => "origin not allowed",
+            ProxyError::OriginRequired => "origin required",
             ProxyError::UpstreamConnect { .. } => "upstream unavailable",
             ProxyError::UpstreamFailed { .. } => "upstream failed",
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
@@ -159,6 +173,14 @@ mod tests {
         let cases: Vec<(ProxyError, u16, Side)> = vec![
             (ProxyError::NoRoute, 404, Side::Client),
             (ProxyError::BadRequest("missing Host"), 400, Side::Client),
+            (
+                ProxyError::OriginNotAllowed {
+                    origin: "https://evil.test".into(),
+                },
+                403,
+                Side::Client,
+            ),
+            (ProxyError::OriginRequired, 403, Side::Client),
             (
                 ProxyError::UpstreamConnect {
                     upstream: up().0,

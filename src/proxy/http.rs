@@ -26,6 +26,7 @@ use super::body::ProxyBody;
 use super::error::{ProxyError, Side, error_response, status_response, wants_json};
 use super::headers::{self, Forwarded};
 use super::log::RequestLog;
+use super::websocket;
 use crate::config::{RouteAction, RouteConfig};
 use crate::upstream::{RequestBody, SendError, Upstream};
 
@@ -36,6 +37,8 @@ pub struct ConnInfo {
     pub client: SocketAddr,
     /// Whether the client reached us over TLS (decides `X-Forwarded-Proto`).
     pub tls: bool,
+    /// WebSocket tunnels outlive their request: they keep the drain waiting with this.
+    pub drain: crate::server::drain::Watch,
 }
 
 impl ConnInfo {
@@ -100,9 +103,24 @@ async fn proxy(
         RouteAction::Upstream(i) => &state.upstreams[*i],
     };
 
-    // Phase 4: the upstream request.
     let server = upstream.pick().clone();
     log.upstream = Some(upstream.name.clone());
+
+    // WebSocket handshakes take their own path from here (origin check, upgrade, relay).
+    if let Some(kind) = websocket::handshake(&req) {
+        let up = websocket::Upgrade {
+            state,
+            conn,
+            route,
+            upstream,
+            server: &server,
+            host,
+            kind,
+        };
+        return websocket::proxy(up, req, log).await;
+    }
+
+    // Phase 4: the upstream request.
     let upstream_req = upstream_request(req, state, conn, route, host, &server);
 
     // Phase 5: send.
@@ -216,7 +234,7 @@ async fn send(
 }
 
 /// Which side a send failure belongs to.
-fn classify(upstream: &Upstream, server: &Authority, e: SendError) -> ProxyError {
+pub(crate) fn classify(upstream: &Upstream, server: &Authority, e: SendError) -> ProxyError {
     let (up, srv) = (upstream.name.to_string(), server.to_string());
     match e {
         SendError::ConnectTimeout { .. } => ProxyError::UpstreamConnectTimeout {
@@ -279,7 +297,7 @@ fn error_chain(e: &ProxyError) -> String {
 }
 
 /// Phase 6: the upstream's response, made fit for the client.
-fn downstream_response(
+pub(crate) fn downstream_response(
     res: Response<Incoming>,
     route: &RouteConfig,
     read_timeout: std::time::Duration,

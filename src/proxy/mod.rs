@@ -4,12 +4,14 @@
 //! - [`headers`]: hop-by-hop stripping and `X-Forwarded-*` (pure).
 //! - [`error`]: the one mapping from failures to statuses.
 //! - [`body`]: the response body type, with the between-chunks timeout.
+//! - [`websocket`]: WebSocket handshakes (HTTP/1.1 and HTTP/2) and the relay.
 
 pub mod body;
 pub mod error;
 pub mod headers;
 pub mod http;
 pub mod log;
+pub mod websocket;
 
 use std::sync::Arc;
 

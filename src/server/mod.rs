@@ -145,6 +145,7 @@ async fn accept_loop(
 ) {
     let addr = bound.local_addr();
     let kind = bound.config.kind;
+    let listener = Arc::new(bound.config.clone());
     tracing::info!(listen.addr = %addr, kind = ?kind, "listening");
     loop {
         // At the connection cap, stop accepting: the kernel backlog absorbs bursts.
@@ -161,7 +162,7 @@ async fn accept_loop(
                 let conn = serve_connection(
                     stream,
                     peer,
-                    kind,
+                    listener.clone(),
                     acceptor.clone(),
                     shared.clone(),
                     permit,
@@ -190,14 +191,14 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    kind: ListenerKind,
+    listener: Arc<ListenerConfig>,
     acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
     mut watch: Watch,
 ) {
     let _ = stream.set_nodelay(true);
-    match (kind, acceptor) {
+    match (listener.kind, acceptor) {
         (ListenerKind::Tls, Some(acceptor)) => {
             let handshake = tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream));
             let tls = tokio::select! {
@@ -219,10 +220,11 @@ async fn serve_connection(
             let info = Arc::new(ConnInfo {
                 client: peer,
                 tls: true,
+                drain: watch.clone(),
             });
             let svc = proxy_service(shared.state.clone(), info);
             if h2 {
-                serve_h2(TokioIo::new(tls), svc, watch).await;
+                serve_h2(TokioIo::new(tls), svc, listener.websocket_over_http2, watch).await;
             } else {
                 serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
             }
@@ -238,6 +240,7 @@ async fn serve_connection(
             let info = Arc::new(ConnInfo {
                 client: peer,
                 tls: false,
+                drain: watch.clone(),
             });
             let svc = proxy_service(shared.state.clone(), info);
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
@@ -288,17 +291,23 @@ where
     }
 }
 
-async fn serve_h2<I, S>(io: TokioIo<I>, svc: S, mut watch: Watch)
+async fn serve_h2<I, S>(io: TokioIo<I>, svc: S, websocket: bool, mut watch: Watch)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
     S::Future: Send + 'static,
 {
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .serve_connection(io, svc);
+        .keep_alive_timeout(Duration::from_secs(20));
+    if websocket {
+        // Advertised only because the bridge behind it works: browsers switch
+        // to RFC 8441 as soon as they see SETTINGS_ENABLE_CONNECT_PROTOCOL.
+        builder.enable_connect_protocol();
+    }
+    let conn = builder.serve_connection(io, svc);
     let mut conn = pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

@@ -12,10 +12,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-/// The client's request body on its way upstream.
+/// The client's request body on its way upstream (or none, for a WebSocket handshake).
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Option<Incoming>,
     progress: Arc<Progress>,
 }
 
@@ -57,7 +57,15 @@ impl Progress {
 impl RequestBody {
     pub fn new(inner: Incoming) -> RequestBody {
         RequestBody {
-            inner,
+            inner: Some(inner),
+            progress: Arc::new(Progress::new()),
+        }
+    }
+
+    /// No body (a WebSocket handshake's GET).
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
             progress: Arc::new(Progress::new()),
         }
     }
@@ -75,12 +83,16 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(ready) = &polled {
-            self.progress.touch();
+            this.progress.touch();
             if let Some(Ok(frame)) = ready {
                 if let Some(data) = frame.data_ref() {
-                    self.progress
+                    this.progress
                         .bytes
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
@@ -90,10 +102,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

@@ -227,6 +227,44 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// The in-memory session cache, counting how often a ticket was there to offer.
+/// One per connection loop in `conn --resume`: rustls keeps at most 8 TLS 1.3
+/// tickets per server name, so one store shared by 32 loops runs dry in
+/// bursts and measures the client, not the server.
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+}
+
+static TICKETS_OFFERED: AtomicU64 = AtomicU64::new(0);
+static NO_TICKET: AtomicU64 = AtomicU64::new(0);
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, n: ServerName<'static>, g: rustls::NamedGroup) {
+        self.inner.set_kx_hint(n, g)
+    }
+    fn kx_hint(&self, n: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(n)
+    }
+    fn set_tls12_session(&self, n: ServerName<'static>, v: rustls::client::Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(n, v)
+    }
+    fn tls12_session(&self, n: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(n)
+    }
+    fn remove_tls12_session(&self, n: &ServerName<'static>) {
+        self.inner.remove_tls12_session(n)
+    }
+    fn insert_tls13_ticket(&self, n: ServerName<'static>, v: rustls::client::Tls13ClientSessionValue) {
+        self.inner.insert_tls13_ticket(n, v)
+    }
+    fn take_tls13_ticket(&self, n: &ServerName<'static>) -> Option<rustls::client::Tls13ClientSessionValue> {
+        let t = self.inner.take_tls13_ticket(n);
+        if t.is_some() { &TICKETS_OFFERED } else { &NO_TICKET }.fetch_add(1, Ordering::Relaxed);
+        t
+    }
+}
+
 fn tls_config(t: &Target, resume: bool) -> Result<Arc<ClientConfig>, String> {
     let mut provider = aws_lc_rs::default_provider();
     let mut groups = Vec::new();
@@ -268,7 +306,9 @@ fn tls_config(t: &Target, resume: bool) -> Result<Arc<ClientConfig>, String> {
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.resumption = if resume {
-        Resumption::in_memory_sessions(1024)
+        Resumption::store(Arc::new(CountingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+        }))
     } else {
         Resumption::disabled()
     };
@@ -296,6 +336,15 @@ async fn one_request(
     url: &Url,
     name: &ServerName<'static>,
 ) -> Result<(u16, Vec<u8>, Option<HandshakeKind>), String> {
+    one_request_t(connector, url, name).await.map(|(s, b, k, _)| (s, b, k))
+}
+
+/// As `one_request`, plus the number of TLS 1.3 session tickets received.
+async fn one_request_t(
+    connector: &TlsConnector,
+    url: &Url,
+    name: &ServerName<'static>,
+) -> Result<(u16, Vec<u8>, Option<HandshakeKind>, u32), String> {
     let mut s = tls_connect(connector, url.addr, name).await?;
     let kind = s.get_ref().1.handshake_kind();
     let req = format!(
@@ -310,6 +359,7 @@ async fn one_request(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => {}
         Err(e) => return Err(format!("read: {e}")),
     }
+    let tickets = s.get_ref().1.tls13_tickets_received();
     let status = buf
         .strip_prefix(b"HTTP/1.1 ")
         .or_else(|| buf.strip_prefix(b"HTTP/1.0 "))
@@ -320,7 +370,7 @@ async fn one_request(
         .position(|w| w == b"\r\n\r\n")
         .map(|i| buf[i + 4..].to_vec())
         .unwrap_or_default();
-    Ok((status, body, kind))
+    Ok((status, body, kind, tickets))
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -432,21 +482,34 @@ async fn conn(t: Target, concurrency: usize, duration: f64, resume: bool) -> Val
         Ok((c, n)) => (TlsConnector::from(c), n),
         Err(e) => return json!({"ok": false, "error": e}),
     };
-    // Resumed mode: one priming request so that the first connections resume too.
-    if resume {
-        let _ = one_request(&connector, &url, &name).await;
-    }
     let ok = Arc::new(AtomicU64::new(0));
     let non2xx = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let full = Arc::new(AtomicU64::new(0));
     let resumed = Arc::new(AtomicU64::new(0));
+    let tickets = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    // Resumed mode: each loop has its own session store, primed with one
+    // unmeasured request, so every measured connection resumes the loop's
+    // previous session, as a reconnecting client does.
+    let mut connectors = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        connectors.push(if resume {
+            let c = TlsConnector::from(tls_config(&t, true).expect("config built once already"));
+            let _ = one_request(&c, &url, &name).await;
+            c
+        } else {
+            connector.clone()
+        });
+    }
+    TICKETS_OFFERED.store(0, Ordering::Relaxed);
+    NO_TICKET.store(0, Ordering::Relaxed);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (connector, url, name) = (connector.clone(), url.clone(), name.clone());
+    for connector in connectors {
+        let (url, name) = (url.clone(), name.clone());
+        let tickets = tickets.clone();
         let (ok, non2xx, errors, full, resumed, first_error) = (
             ok.clone(),
             non2xx.clone(),
@@ -457,14 +520,15 @@ async fn conn(t: Target, concurrency: usize, duration: f64, resume: bool) -> Val
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
-                let r = tokio::time::timeout(Duration::from_secs(10), one_request(&connector, &url, &name))
+                let r = tokio::time::timeout(Duration::from_secs(10), one_request_t(&connector, &url, &name))
                     .await
                     .unwrap_or_else(|_| Err("timeout".into()));
                 if Instant::now() > end {
                     break;
                 }
                 match r {
-                    Ok((status, _, kind)) => {
+                    Ok((status, _, kind, t)) => {
+                        tickets.fetch_add(t as u64, Ordering::Relaxed);
                         if (200..300).contains(&status) {
                             ok.fetch_add(1, Ordering::Relaxed);
                         } else {
@@ -500,8 +564,11 @@ async fn conn(t: Target, concurrency: usize, duration: f64, resume: bool) -> Val
         "errors": errors.load(Ordering::Relaxed),
         "full_handshakes": full.load(Ordering::Relaxed),
         "resumed_handshakes": resumed.load(Ordering::Relaxed),
+        "tickets_received": tickets.load(Ordering::Relaxed),
+        "tickets_offered": TICKETS_OFFERED.load(Ordering::Relaxed),
+        "no_ticket_to_offer": NO_TICKET.load(Ordering::Relaxed),
         "mode": if resume { "resumed" } else { "full" },
-        "error": if okn > 0 { Value::Null } else { json!(fe.unwrap_or_else(|| "no connection succeeded".into())) },
+        "error": if okn > 0 { Value::Null } else { json!(fe.clone().unwrap_or_else(|| "no connection succeeded".into())) },
         "first_error": fe,
     })
 }

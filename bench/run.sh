@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# ferry's side-by-side benchmark: ferry, nginx and HAProxy behind the same
+# upstream, on the same machine, in the same run. See docs/performance.md.
+#
+#   bench/run.sh                      # nginx haproxy ferry, 3 rounds, 10 s per test
+#   bench/run.sh ferry nginx          # a subset (nginx stays the ratio baseline when present)
+#   ROUNDS=1 DURATION=2 IDLE_SOCKETS=500 bench/run.sh    # a quick smoke run
+#
+# Environment (defaults in brackets):
+#   ROUNDS [3]          rounds; each round runs every test for every proxy, alternating
+#   DURATION [10]       seconds measured per test per proxy
+#   WARMUP [2]          seconds of unmeasured load before tests 1, 2, 4, 5
+#   IDLE_SOCKETS [10000] idle WebSockets in test 6 (capped by the open-files limit)
+#   FIXED_RPS [10000]   offered rate of test 8 (proxy CPU per request)
+#   STARTUP_REPS [3]    start-ups measured per proxy per round (test 7)
+#   TESTS               subset and order of: startup h1 h2 tls_full tls_resumed bulk ws_echo fixed_rate ws_idle
+#   PROXY_CPU [1] LOAD_CPU [0]   CPUs for the proxy and for load generator + upstream
+#   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
+#   SKIP_BUILD=1        use the existing release binaries
+#   NOTE                a sentence added to the report (e.g. "machine shared with a compile")
+#
+# Writes bench/results/<timestamp>.md and .json, and the raw tool output to
+# bench/results/raw/<timestamp>/.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$BENCH")
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
+FIXED_RPS=${FIXED_RPS:-10000}
+STARTUP_REPS=${STARTUP_REPS:-3}
+TESTS=${TESTS:-"startup h1 h2 tls_full tls_resumed bulk ws_echo fixed_rate ws_idle"}
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+PORT=${PORT:-18443}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18080}
+NOTE=${NOTE:-}
+
+if [[ $# -gt 0 ]]; then PROXIES=("$@"); else PROXIES=(nginx haproxy ferry); fi
+for p in "${PROXIES[@]}"; do
+  case $p in ferry|nginx|haproxy) ;; *) echo "unknown proxy: $p (ferry, nginx, haproxy)" >&2; exit 2 ;; esac
+done
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+has() { local x; for x in "${PROXIES[@]}"; do [[ $x == "$1" ]] && return 0; done; return 1; }
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v openssl >/dev/null || need+=(openssl)
+command -v taskset >/dev/null || need+=(util-linux)
+command -v pgrep >/dev/null || need+=(procps)
+command -v python3 >/dev/null || need+=(python3)
+if has nginx && ! command -v nginx >/dev/null; then need+=(nginx); fi
+if has haproxy && ! command -v haproxy >/dev/null; then need+=(haproxy); fi
+if [[ ${#need[@]} -gt 0 ]]; then
+  log "installing from Debian: ${need[*]}"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}"
+fi
+
+# The tools build under the main crate's (git-ignored) target directory.
+TOOLS_TARGET=${CARGO_TARGET_DIR:-$REPO/target}/bench-tools
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  if has ferry; then
+    log "building ferry (cargo build --release)"
+    (cd "$REPO" && cargo build --release)
+  fi
+  log "building bench tools"
+  (cd "$BENCH/tools" && cargo build --release --locked --target-dir "$TOOLS_TARGET")
+fi
+FERRY_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/ferry
+TOOLS_DIR=$TOOLS_TARGET/release
+CLIENT=$TOOLS_DIR/bench-client
+UPSTREAM=$TOOLS_DIR/bench-upstream
+for b in "$CLIENT" "$UPSTREAM"; do [[ -x $b ]] || { echo "missing $b" >&2; exit 1; }; done
+if has ferry && [[ ! -x $FERRY_BIN ]]; then echo "missing $FERRY_BIN" >&2; exit 1; fi
+
+# Open files: the proxy holds two sockets per idle WebSocket.
+hard=$(ulimit -Hn)
+if [[ $hard == unlimited ]]; then ulimit -n 1048576; else ulimit -n "$hard"; fi
+NOFILE=$(ulimit -n)
+MAX_IDLE=$(( (NOFILE - 300) / 2 ))
+if (( IDLE_SOCKETS > MAX_IDLE )); then
+  log "open-files limit is $NOFILE (hard): test 6 uses $MAX_IDLE idle WebSockets instead of $IDLE_SOCKETS"
+  IDLE_SOCKETS=$MAX_IDLE
+fi
+PROXY_MAXCONN=$(( NOFILE / 2 - 50 ))
+
+# ---------------------------------------------------------------- state, cleanup
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$BENCH/results
+RAW=$RESULTS/raw/$TS
+mkdir -p "$RAW"
+TMP=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+JSONL=$RAW/records.jsonl
+: >"$JSONL"
+CLK_TCK=$(getconf CLK_TCK)
+PROXY_PID=
+UPSTREAM_PID=
+START_TIME=$(date +%s)
+
+tree_pids() { # pid and its descendants
+  local p=$1 c
+  [[ -n $p && -d /proc/$p ]] || return 0
+  echo "$p"
+  for c in $(pgrep -P "$p" || true); do tree_pids "$c"; done
+}
+
+kill_tree() {
+  local pid=$1 pids i
+  [[ -n $pid && -d /proc/$pid ]] || return 0
+  pids=$(tree_pids "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    [[ -d /proc/$pid ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || break
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  kill_tree "$PROXY_PID"
+  kill_tree "$UPSTREAM_PID"
+  rm -rf "$TMP"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- certificate
+# ECDSA P-256 leaf for localhost and 127.0.0.1, signed by a throwaway CA.
+openssl ecparam -name prime256v1 -genkey -noout -out "$TMP/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$TMP/ca.key" -sha256 -days 7 -subj "/CN=ferry bench CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -out "$TMP/ca.pem" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/leaf.key" 2>/dev/null
+openssl req -new -key "$TMP/leaf.key" -subj "/CN=localhost" -out "$TMP/leaf.csr" 2>/dev/null
+cat >"$TMP/leaf.ext" <<EOF
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1
+authorityKeyIdentifier=keyid
+EOF
+openssl x509 -req -in "$TMP/leaf.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+  -days 7 -sha256 -extfile "$TMP/leaf.ext" -out "$TMP/leaf.pem" 2>/dev/null
+cat "$TMP/leaf.pem" "$TMP/leaf.key" >"$TMP/haproxy.pem"
+
+# ---------------------------------------------------------------- configurations
+# Equivalent everywhere: TLS 1.3 (ferry also offers 1.2; every client here
+# negotiates 1.3), ECDSA P-256, ALPN h2 + http/1.1, a keep-alive pool to the
+# upstream, X-Forwarded-For/-Proto/-Host and X-Real-IP, no access log, one
+# worker.
+cat >"$TMP/ferry.toml" <<EOF
+[server]
+workers = 1
+shutdown_grace = "1s"
+max_connections = $PROXY_MAXCONN
+
+[[listen]]
+addr = "127.0.0.1:$PORT"
+tls = true
+
+[[certificate]]
+cert = "$TMP/leaf.pem"
+key = "$TMP/leaf.key"
+
+[upstream.bench]
+servers = ["127.0.0.1:$UPSTREAM_PORT"]
+
+[[route]]
+path_prefix = "/"
+upstream = "bench"
+EOF
+
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+pid $TMP/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections $(( NOFILE - 100 )); }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 1000000;   # default 1000 would re-handshake under load
+  upstream bench {
+    server 127.0.0.1:$UPSTREAM_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$PORT ssl http2;   # nginx 1.22: http2 on the listen line
+    ssl_certificate $TMP/leaf.pem;
+    ssl_certificate_key $TMP/leaf.key;
+    ssl_protocols TLSv1.3;
+    proxy_http_version 1.1;
+    proxy_max_temp_file_size 0;   # stream, never spool to disk
+    location / {
+      proxy_pass http://bench;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+    }
+    location /ws {
+      proxy_pass http://bench;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+}
+EOF
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn $PROXY_MAXCONN
+
+defaults
+  mode http
+  maxconn $PROXY_MAXCONN
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 75s
+  timeout tunnel 1h
+  option forwardfor
+  http-reuse always
+
+frontend fe
+  bind 127.0.0.1:$PORT ssl crt $TMP/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  default_backend be
+
+backend be
+  server up 127.0.0.1:$UPSTREAM_PORT
+EOF
+
+proxy_cmd() { # sets CMD
+  case $1 in
+    ferry) CMD=(env FERRY_LOG=warn "$FERRY_BIN" -c "$TMP/ferry.toml") ;;
+    nginx) CMD=(nginx -e stderr -p "$TMP/nginx/" -c "$TMP/nginx.conf" -g "daemon off;") ;;
+    haproxy) CMD=(haproxy -db -f "$TMP/haproxy.cfg") ;;
+  esac
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+URL=https://127.0.0.1:$PORT
+TLSARGS=(--pin "$TMP/leaf.pem" --sni localhost)
+
+start_proxy() { # name logfile; sets PROXY_PID; fails if not serving within 10 s
+  local name=$1 logf=$2 i
+  for i in $(seq 1 100); do port_open "$PORT" || break; sleep 0.1; done
+  proxy_cmd "$name"
+  taskset -c "$PROXY_CPU" "${CMD[@]}" >>"$logf" 2>&1 </dev/null &
+  PROXY_PID=$!
+  "$CLIENT" probe --url "$URL/small" "${TLSARGS[@]}" --timeout 10 >/dev/null 2>&1
+}
+
+stop_proxy() {
+  kill_tree "$PROXY_PID"
+  PROXY_PID=
+}
+
+start_upstream() {
+  taskset -c "$LOAD_CPU" "$UPSTREAM" --addr "127.0.0.1:$UPSTREAM_PORT" >>"$RAW/upstream.log" 2>&1 </dev/null &
+  UPSTREAM_PID=$!
+  local i
+  for i in $(seq 1 100); do port_open "$UPSTREAM_PORT" && return 0; sleep 0.05; done
+  echo "upstream did not start; see $RAW/upstream.log" >&2
+  exit 1
+}
+
+# ---------------------------------------------------------------- measurement
+proc_ticks() { # utime+stime of the given pids, in ticks
+  local t=0 p s
+  for p in "$@"; do
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    t=$(( t + ${12} + ${13} ))
+  done
+  echo "$t"
+}
+
+cpu_busy_total() { # "busy total" ticks of one CPU from /proc/stat
+  awk -v c="cpu$1" '$1==c { t=0; for (i=2;i<=NF;i++) t+=$i; print t-$5-$6, t }' /proc/stat
+}
+
+log_errors() { # new error lines in a proxy log since byte offset: "N lines, first: ..."
+  local name=$1 logf=$2 off=$3 pat n first
+  [[ -f $logf ]] || return 0
+  case $name in
+    ferry) pat=' (WARN|ERROR) ' ;;
+    nginx) pat='\[(warn|error|crit|alert|emerg)\]' ;;
+    haproxy) pat='\[(WARNING|ALERT)\]' ;;
+  esac
+  n=$(tail -c +"$((off + 1))" "$logf" | grep -cE "$pat" || true)
+  if (( n > 0 )); then
+    # the most frequent messages, without timestamps
+    first=$(tail -c +"$((off + 1))" "$logf" | grep -E "$pat" | cut -c1-300 \
+      | sed -E 's/^[0-9]{4}-[0-9-]+T[0-9:.]+Z +//; s/^\[[A-Z]+\] +\([0-9]+\) *: *//' \
+      | sort | uniq -c | sort -rn | head -n 3 | sed -E 's/^ *([0-9]+) /\1× /' | paste -sd';' | sed 's/;/; /g')
+    echo "$n warning/error lines: $first"
+  fi
+}
+
+# measure TEST PROXY ROUND KIND LOGFILE cmd... : run cmd on LOAD_CPU, record it
+measure() {
+  local test=$1 proxy=$2 round=$3 kind=$4 logf=$5
+  shift 5
+  local out=$RAW/r$round-$test-$proxy.out rc=0 pids off
+  [[ -e $out ]] && out=$RAW/r$round-$test-$proxy-$(date +%s%N).out
+  pids=$(tree_pids "$PROXY_PID")
+  off=$(stat -c %s "$logf" 2>/dev/null || echo 0)
+  local c0 l0 p0 t0 c1 l1 p1 t1
+  # shellcheck disable=SC2086
+  c0=$(proc_ticks $pids); l0=$(cpu_busy_total "$LOAD_CPU"); p0=$(cpu_busy_total "$PROXY_CPU"); t0=$(date +%s.%N)
+  timeout -k 5 "$((DURATION + 180))" taskset -c "$LOAD_CPU" "$@" >"$out" 2>&1 || rc=$?
+  # shellcheck disable=SC2086
+  c1=$(proc_ticks $pids); l1=$(cpu_busy_total "$LOAD_CPU"); p1=$(cpu_busy_total "$PROXY_CPU"); t1=$(date +%s.%N)
+  local alive=yes
+  [[ -z $PROXY_PID || -d /proc/$PROXY_PID ]] || alive=no
+  local wall cpu cpu0 cpu1
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / hz }')
+  cpu0=$(awk -v a="$l0" -v b="$l1" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.3f", (d > 0 ? (y[1] - x[1]) / d : 0) }')
+  cpu1=$(awk -v a="$p0" -v b="$p1" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.3f", (d > 0 ? (y[1] - x[1]) / d : 0) }')
+  python3 "$BENCH/report.py" record --jsonl "$JSONL" --test "$test" --proxy "$proxy" --round "$round" \
+    --kind "$kind" --out "$out" --rc "$rc" --wall "$wall" --proxy-cpu "$cpu" --cpu0 "$cpu0" --cpu1 "$cpu1" \
+    --proxy-alive "$alive" --log-errors "$(log_errors "$proxy" "$logf" "$off")"
+}
+
+record_failure() { # test proxy round message
+  local out=$RAW/r$3-$1-$2.out
+  printf '{"ok": false, "error": "failed: %s"}\n' "$4" >"$out"
+  python3 "$BENCH/report.py" record --jsonl "$JSONL" --test "$1" --proxy "$2" --round "$3" --kind json --out "$out"
+}
+
+warm() { taskset -c "$LOAD_CPU" timeout -k 5 "$((WARMUP + 60))" "$@" >/dev/null 2>&1 || true; }
+
+run_test() { # test proxy round
+  local test=$1 proxy=$2 round=$3 logf=$RAW/r$3-$1-$2.log
+  if [[ $test == startup ]]; then
+    local rep
+    proxy_cmd "$proxy"
+    for rep in $(seq 1 "$STARTUP_REPS"); do
+      for i in $(seq 1 100); do port_open "$PORT" || break; sleep 0.1; done
+      PROXY_PID=
+      measure startup "$proxy" "$round" json "$logf" \
+        "$CLIENT" startup --url "$URL/small" "${TLSARGS[@]}" --timeout 10 --settle-ms 1000 -- \
+        taskset -c "$PROXY_CPU" "${CMD[@]}"
+    done
+    return
+  fi
+  if ! start_proxy "$proxy" "$logf"; then
+    record_failure "$test" "$proxy" "$round" "proxy did not start: $(tail -n1 "$logf" | cut -c1-200)"
+    stop_proxy
+    return
+  fi
+  local ws=wss://127.0.0.1:$PORT/ws
+  case $test in
+    h1)
+      warm wrk -t1 -c64 -d"${WARMUP}s" "$URL/small"
+      measure h1 "$proxy" "$round" wrk "$logf" wrk -t1 -c64 -d"${DURATION}s" --latency "$URL/small" ;;
+    h2)
+      warm h2load -t1 -c16 -m10 -D "$WARMUP" "$URL/small"
+      measure h2 "$proxy" "$round" h2load "$logf" h2load -t1 -c16 -m10 -D "$DURATION" "$URL/small" ;;
+    tls_full)
+      measure tls_full "$proxy" "$round" json "$logf" \
+        "$CLIENT" conn --url "$URL/small" "${TLSARGS[@]}" --concurrency 32 --duration "$DURATION" ;;
+    tls_resumed)
+      measure tls_resumed "$proxy" "$round" json "$logf" \
+        "$CLIENT" conn --url "$URL/small" "${TLSARGS[@]}" --concurrency 32 --duration "$DURATION" --resume ;;
+    bulk)
+      warm wrk -t1 -c8 -d"${WARMUP}s" "$URL/1m"
+      measure bulk "$proxy" "$round" wrk "$logf" wrk -t1 -c8 -d"${DURATION}s" "$URL/1m" ;;
+    ws_echo)
+      warm "$CLIENT" ws-echo --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$WARMUP"
+      measure ws_echo "$proxy" "$round" json "$logf" \
+        "$CLIENT" ws-echo --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$DURATION" ;;
+    fixed_rate)
+      measure fixed_rate "$proxy" "$round" h2load "$logf" \
+        h2load --h1 -t1 -c16 -m1 --rps "$(( FIXED_RPS / 16 ))" -D "$DURATION" "$URL/small" ;;
+    ws_idle)
+      local pids
+      pids=$(tree_pids "$PROXY_PID" | paste -sd,)
+      measure ws_idle "$proxy" "$round" json "$logf" \
+        "$CLIENT" ws-idle --url "$ws" "${TLSARGS[@]}" --count "$IDLE_SOCKETS" --concurrency 128 \
+        --pids "$pids" --settle 2 --timeout 120 ;;
+    *) echo "unknown test $test" >&2; exit 2 ;;
+  esac
+  stop_proxy
+}
+
+# ---------------------------------------------------------------- run
+for p in $PORT $UPSTREAM_PORT; do
+  if port_open "$p"; then echo "port $p is already in use (set PORT / UPSTREAM_PORT)" >&2; exit 1; fi
+done
+start_upstream
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# What each proxy forwards (checked once; kept with the raw results).
+for p in "${PROXIES[@]}"; do
+  if start_proxy "$p" "$RAW/headers-$p.log"; then
+    "$CLIENT" probe --url "$URL/headers" "${TLSARGS[@]}" --print >/dev/null 2>"$RAW/headers-$p.txt" || true
+    h2load -n1 -c1 "$URL/small" 2>&1 | grep -E "Application protocol|status codes" >>"$RAW/headers-$p.txt" || true
+  else
+    echo "did not start" >"$RAW/headers-$p.txt"
+  fi
+  stop_proxy
+done
+
+log "proxies: ${PROXIES[*]}; rounds: $ROUNDS; ${DURATION}s per test; tests: $TESTS"
+n=${#PROXIES[@]}
+for round in $(seq 1 "$ROUNDS"); do
+  order=()
+  for i in $(seq 0 $((n - 1))); do order+=("${PROXIES[$(( (i + round - 1) % n ))]}"); done
+  log "round $round/$ROUNDS: ${order[*]}"
+  for test in $TESTS; do
+    if [[ -z $UPSTREAM_PID || ! -d /proc/$UPSTREAM_PID ]]; then
+      log "upstream died; restarting (see $RAW/upstream.log)"
+      start_upstream
+    fi
+    for proxy in "${order[@]}"; do
+      run_test "$test" "$proxy" "$round"
+    done
+  done
+done
+LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- report
+ver() { "$@" 2>&1 | head -n1 || true; }
+FERRY_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+FERRY_DIRTY=$([[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo 1 || echo 0)
+export TS ROUNDS DURATION WARMUP IDLE_SOCKETS FIXED_RPS PROXY_CPU LOAD_CPU NOTE FERRY_COMMIT FERRY_DIRTY \
+  LOADAVG_START LOADAVG_END RAW
+export PROXIES_STR="${PROXIES[*]}"
+export V_NGINX V_HAPROXY V_FERRY V_WRK V_H2LOAD V_OPENSSL V_RUSTC
+V_NGINX=$(has nginx && ver nginx -v || echo -)
+V_HAPROXY=$(has haproxy && ver haproxy -v || echo -)
+V_FERRY=$(has ferry && ver "$FERRY_BIN" --version || echo -)
+V_WRK=$(ver wrk --version)
+V_H2LOAD=$(ver h2load --version)
+V_OPENSSL=$(ver openssl version)
+V_RUSTC=$(ver rustc --version)
+ELAPSED=$(( $(date +%s) - START_TIME ))
+export ELAPSED
+python3 - "$RAW/meta.json" <<'EOF'
+import json, os, platform, sys
+e = os.environ
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+headers = {}
+for p in e["PROXIES_STR"].split():
+    try:
+        lines = open(os.path.join(e["RAW"], "headers-%s.txt" % p)).read().splitlines()
+    except OSError:
+        lines = []
+    headers[p] = [l for l in lines if l.lower().startswith(("x-", "host:", "via:", "forwarded:", "get ", "application protocol", "status codes"))]
+meta = {
+    "date": e["TS"], "ferry_commit": e["FERRY_COMMIT"], "ferry_dirty": e["FERRY_DIRTY"] == "1",
+    "note": e.get("NOTE", ""), "proxies": e["PROXIES_STR"].split(),
+    "rounds": int(e["ROUNDS"]), "duration": e["DURATION"], "warmup": e["WARMUP"],
+    "idle_sockets": int(e["IDLE_SOCKETS"]), "fixed_rps": int(e["FIXED_RPS"]),
+    "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"],
+    "nproc": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),
+    "loadavg_start": e["LOADAVG_START"], "loadavg_end": e["LOADAVG_END"],
+    "elapsed_s": int(e["ELAPSED"]),
+    "versions": {k: e.get(v, "-") for k, v in [("nginx", "V_NGINX"), ("haproxy", "V_HAPROXY"), ("ferry", "V_FERRY"),
+        ("wrk", "V_WRK"), ("h2load", "V_H2LOAD"), ("openssl", "V_OPENSSL"), ("rustc", "V_RUSTC")]},
+    "forwarded_headers_seen_by_upstream": headers,
+}
+json.dump(meta, open(sys.argv[1], "w"), indent=1)
+EOF
+python3 "$BENCH/report.py" summarize --jsonl "$JSONL" --meta "$RAW/meta.json" --out "$RESULTS/$TS" >/dev/null
+log "done in ${ELAPSED}s: $RESULTS/$TS.md, $RESULTS/$TS.json (raw output in $RAW)"
+cat "$RESULTS/$TS.md"
