@@ -45,6 +45,7 @@ TESTS = [
     ("startup", "(7) start-up", "bench-client startup", [
         ("ready_ms", "start to first served request (ms)", "lower", False),
         ("idle_rss_mb", "idle RSS after one request (MB)", "lower", False),
+        ("idle_pss_mb", "idle PSS after one request (MB)", "lower", False),
     ]),
     ("fixed_rate", "(8) proxy CPU per request at a fixed offered rate, HTTP/1.1", "h2load --h1 -c16 --rps", [
         ("cpu_us_per_req", "proxy CPU µs per request", "lower", False),
@@ -213,6 +214,8 @@ def record(a):
                 elif a.test == "startup":
                     m["ready_ms"] = j["ready_ms"]
                     m["idle_rss_mb"] = j["rss_kb"] / 1024
+                    if j.get("pss_kb"):
+                        m["idle_pss_mb"] = j["pss_kb"] / 1024
     if rec["error"] is None and not m:
         rec["error"] = "failed: nothing measured"
     with open(a.jsonl, "a") as f:
@@ -226,7 +229,7 @@ def record(a):
 def fmt(v, key=""):
     if v is None:
         return "–"
-    if key.endswith("_ms") or key in ("kb_per_session", "idle_rss_mb", "cpu_us_per_req"):
+    if key.endswith("_ms") or key in ("kb_per_session", "idle_rss_mb", "idle_pss_mb", "cpu_us_per_req"):
         return "%.2f" % v if v < 10 else "%.1f" % v if v < 100 else "%.0f" % v
     if abs(v) >= 10000:
         return "%.1fk" % (v / 1000)
@@ -323,7 +326,7 @@ def summarize(a):
     L.append("")
     L.append("The value divided by the proxy's CPU share (its utime+stime over the run's wall time, from `/proc/PID/stat`; 100 %% = the whole of CPU %s). The last column is how busy CPU %s, the load generator's and upstream's core, was: near 100 %% it, not the proxy, was the limit, and the per-core figure is the fair comparison." % (meta["proxy_cpu"], meta["load_cpu"]))
     L.append("")
-    L.append("| test | metric | " + " | ".join("%s per core (CPU share)" % p for p in proxies) + " | " + " | ".join("%s / %s" % (p, base) for p in others) + " | load-generator CPU busy |")
+    L.append("| test | metric | " + " | ".join("%s per core (CPU share)" % p for p in proxies) + " | " + " | ".join("%s / %s" % (p, base) for p in others) + " | load-generator CPU busy (%s) |" % " / ".join(proxies))
     L.append("|" + "---|" * (3 + len(proxies) + len(others)))
     for tid, title, tool, metrics in tests:
         for key, label, better, per_core in metrics:

@@ -18,6 +18,7 @@
 #   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
 #   SKIP_BUILD=1        use the existing release binaries
 #   NOTE                a sentence added to the report (e.g. "machine shared with a compile")
+#   RESULTS_DIR [bench/results]  where the report goes (smoke runs: somewhere outside the repo)
 #
 # Writes bench/results/<timestamp>.md and .json, and the raw tool output to
 # bench/results/raw/<timestamp>/.
@@ -93,7 +94,7 @@ PROXY_MAXCONN=$(( NOFILE / 2 - 50 ))
 
 # ---------------------------------------------------------------- state, cleanup
 TS=$(date -u +%Y%m%dT%H%M%SZ)
-RESULTS=$BENCH/results
+RESULTS=${RESULTS_DIR:-$BENCH/results}
 RAW=$RESULTS/raw/$TS
 mkdir -p "$RAW"
 TMP=$(mktemp -d /tmp/ferry-bench.XXXXXX)
@@ -464,12 +465,12 @@ export TS ROUNDS DURATION WARMUP IDLE_SOCKETS FIXED_RPS PROXY_CPU LOAD_CPU NOTE 
   LOADAVG_START LOADAVG_END RAW
 export PROXIES_STR="${PROXIES[*]}"
 export V_NGINX V_HAPROXY V_FERRY V_WRK V_H2LOAD V_OPENSSL V_RUSTC
-V_NGINX=$(has nginx && ver nginx -v || echo -)
-V_HAPROXY=$(has haproxy && ver haproxy -v || echo -)
+V_NGINX=$(has nginx && ver nginx -v | sed 's/^nginx version: //' || echo -)
+V_HAPROXY=$(has haproxy && ver haproxy -v | sed -E 's/^HAProxy version ([^ ]+).*/\1/' || echo -)
 V_FERRY=$(has ferry && ver "$FERRY_BIN" --version || echo -)
-V_WRK=$(ver wrk --version)
 V_H2LOAD=$(ver h2load --version)
-V_OPENSSL=$(ver openssl version)
+V_WRK=$(ver wrk --version | sed -E 's/ Copyright.*//')
+V_OPENSSL=$(ver openssl version | sed -E 's/ \(Library.*//')
 V_RUSTC=$(ver rustc --version)
 ELAPSED=$(( $(date +%s) - START_TIME ))
 export ELAPSED

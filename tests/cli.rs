@@ -3,12 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
+use common::tungstenite::Message;
+use common::tungstenite::protocol::CloseFrame;
+use common::tungstenite::protocol::frame::coding::CloseCode;
 use common::*;
+use futures_util::SinkExt;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -194,6 +196,7 @@ fn version_and_help() {
 async fn run_logs_each_request_and_exits_zero_after_sigterm() {
     let backend = Backend::echo("b").await;
     let dead = dead_addr().await;
+    let ws_backend = WsBackend::start().await;
     let ca = TestCa::new();
     let (cert, key) = ca.leaf("localhost", &["localhost"]);
     let config = format!(
@@ -212,6 +215,14 @@ servers = ["{backend}"]
 [upstream.down]
 servers = ["{dead}"]
 
+[upstream.ws]
+servers = ["{ws}"]
+
+[[route]]
+name = "ws"
+path_prefix = "/ws"
+upstream = "ws"
+
 [[route]]
 name = "broken"
 path_prefix = "/broken"
@@ -225,51 +236,20 @@ upstream = "backend"
         cert = cert.display(),
         key = key.display(),
         backend = backend.addr,
+        ws = ws_backend.addr,
     );
     let path = ca.dir.path().join("proxy.toml");
     std::fs::write(&path, &config).unwrap();
 
-    let mut child = Command::new(FERRY)
-        .args(["run", "-c", path.to_str().unwrap()])
-        .env("FERRY_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next_line = |pred: &dyn Fn(&str) -> bool| -> String {
-        loop {
-            let line = rx.recv_timeout(WAIT).expect("expected log line");
-            if pred(&line) {
-                return line;
-            }
-        }
-    };
-    let ready = next_line(&|l| l.contains("ready") && l.contains("url=https://"));
-    let addr: std::net::SocketAddr = ready
-        .split("url=https://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let mut ferry = FerryProcess::start(&path).await;
+    let addr = ferry.addr;
 
     let mut c = Client::tls(addr, &ca, Proto::H2, "localhost").await;
     assert_eq!(
         c.get("localhost", "/hello?token=secret").await.status(),
         200
     );
-    let line = next_line(&|l| l.contains("path=/hello"));
+    let line = ferry.line(|l| l.contains("path=/hello")).await;
     for field in [
         "method=GET",
         "host=localhost",
@@ -287,7 +267,7 @@ upstream = "backend"
     );
 
     assert_eq!(c.get("localhost", "/broken").await.status(), 502);
-    let line = next_line(&|l| l.contains("path=/broken"));
+    let line = ferry.line(|l| l.contains("path=/broken")).await;
     assert!(
         line.contains("WARN") && line.contains("status=502"),
         "{line}"
@@ -297,17 +277,29 @@ upstream = "backend"
         "{line}"
     );
 
-    drop(c);
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    next_line(&|l| l.contains("drained cleanly"));
-    let status = within(tokio::task::spawn_blocking(move || child.wait().unwrap()))
-        .await
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    // A WebSocket session gets one line at its end, saying how it ended.
+    let (mut ws, _) = ws_h1_at(addr, &ca, "/ws/chat", &[("origin", "https://app.test")]).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("hello"));
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    ws_expect_close(&mut ws).await;
+    let line = ferry.line(|l| l.contains("WebSocket session ended")).await;
+    for field in [
+        "route=ws",
+        "path=/ws/chat",
+        "origin=\"https://app.test\"",
+        "protocol=\"h1\"",
+        "messages_up=1",
+        "messages_down=1",
+        "closed_by=\"client\"",
+        "close_code=1000",
+        "close_reason=bye",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+
+    drop((c, ws));
+    ferry.sigterm();
+    ferry.line(|l| l.contains("drained cleanly")).await;
+    assert_eq!(ferry.wait().await.code(), Some(0));
 }

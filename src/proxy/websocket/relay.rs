@@ -137,6 +137,8 @@ impl Half {
                     let data = buf.filled();
                     self.active = true;
                     if self.discarding || self.write_done {
+                        // Not forwarded, but still read: a peer's Close reply matters.
+                        self.tracker.feed(data, &mut self.seen);
                         continue;
                     }
                     self.bytes += data.len() as u64;
@@ -416,8 +418,13 @@ where
                 .poll_move(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client));
         }
 
+        // Done when the upstream has closed its side (as the WebSocket server
+        // it closes TCP first) and the client has closed or sent its Close, with
+        // everything owed to both written. Ferry, the client's server, then
+        // closes the client's TCP connection (RFC 6455 §7.1.1).
+        let client_finished = this.up.read_done || this.up.seen.close.is_some();
         let both_ended =
-            this.up.read_done && this.down.read_done && this.up.settled() && this.down.settled();
+            this.down.read_done && client_finished && this.up.settled() && this.down.settled();
         let deadline_passed = this
             .close_deadline
             .as_mut()

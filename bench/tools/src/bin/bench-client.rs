@@ -413,6 +413,15 @@ fn vm_rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// Proportional set size: shared pages split between the processes sharing
+/// them, so a master + worker pair is not counted twice.
+fn pss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 fn rss_sum(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|p| vm_rss_kb(*p)).sum()
 }
@@ -793,6 +802,7 @@ async fn startup(t: Target, timeout: f64, settle_ms: u64, command: Vec<String>) 
     };
     let pid = child.id().unwrap_or(0);
     let mut ready_ms = None;
+    let mut listen_ms = None;
     let mut last = String::new();
     let mut attempts = 0u32;
     while start.elapsed().as_secs_f64() < timeout {
@@ -801,7 +811,11 @@ async fn startup(t: Target, timeout: f64, settle_ms: u64, command: Vec<String>) 
             break;
         }
         attempts += 1;
-        match one_request(&connector, &url, &name).await {
+        let r = one_request(&connector, &url, &name).await;
+        if listen_ms.is_none() && !matches!(&r, Err(e) if e.starts_with("connect:")) {
+            listen_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        }
+        match r {
             Ok((200, _, _)) => {
                 ready_ms = Some(start.elapsed().as_secs_f64() * 1e3);
                 break;
@@ -811,12 +825,13 @@ async fn startup(t: Target, timeout: f64, settle_ms: u64, command: Vec<String>) 
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
-    let mut out = json!({"ok": ready_ms.is_some(), "ready_ms": ready_ms, "attempts": attempts});
+    let mut out = json!({"ok": ready_ms.is_some(), "ready_ms": ready_ms, "listen_ms": listen_ms, "attempts": attempts});
     if ready_ms.is_some() {
         tokio::time::sleep(Duration::from_millis(settle_ms)).await;
         let tree = process_tree(pid);
         out["pids"] = json!(tree);
         out["rss_kb"] = json!(rss_sum(&tree));
+        out["pss_kb"] = json!(tree.iter().filter_map(|p| pss_kb(*p)).sum::<u64>());
         out["error"] = Value::Null;
     } else {
         out["error"] = json!(last);
