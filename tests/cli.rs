@@ -278,10 +278,17 @@ upstream = "backend"
     );
 
     // A WebSocket session gets one line at its end, saying how it ended.
-    let (mut ws, _) = ws_h1_at(addr, &ca, "/ws/chat", &[("origin", "https://app.test")]).await.unwrap();
+    let (mut ws, _) = ws_h1_at(addr, &ca, "/ws/chat", &[("origin", "https://app.test")])
+        .await
+        .unwrap();
     ws.send(Message::text("hello")).await.unwrap();
     assert_eq!(ws_next(&mut ws).await, Message::text("hello"));
-    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
     ws_expect_close(&mut ws).await;
     let line = ferry.line(|l| l.contains("WebSocket session ended")).await;
     for field in [

@@ -417,3 +417,59 @@ async fn a_thousand_concurrent_sessions() {
         assert_eq!(ws_next(ws).await, Message::text(format!("again {i}")));
     }
 }
+
+#[tokio::test]
+async fn max_lifetime_closes_even_busy_sessions() {
+    let mut backend = WsBackend::start().await;
+    let proxy = TestProxy::start(&config(
+        backend.addr,
+        r#"websocket = { max_lifetime = "400ms" }"#,
+    ))
+    .await;
+    let (mut ws, _) = ws_h1(&proxy, "/ws", &[]).await.unwrap();
+    let close = within(async {
+        loop {
+            ws.send(Message::text("busy")).await.unwrap();
+            match ws_next(&mut ws).await {
+                Message::Close(Some(frame)) => return frame,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(close.code, CloseCode::Away);
+    assert_eq!(close.reason.as_str(), "max lifetime 400ms reached");
+    assert_eq!(
+        backend.next_close().await.expect("a Close frame").code,
+        CloseCode::Away
+    );
+}
+
+#[tokio::test]
+async fn websocket_over_http2_can_be_turned_off_per_listener() {
+    let backend = WsBackend::start().await;
+    let toml = config(backend.addr, "").replacen(
+        "tls = true",
+        "tls = true\nwebsocket_over_http2 = false",
+        1,
+    );
+    let proxy = TestProxy::start(&toml).await;
+    // Not advertised, so an extended CONNECT is refused by the HTTP/2 layer...
+    let mut h2 = proxy.client(Proto::H2).await;
+    let req = http::Request::builder()
+        .method("CONNECT")
+        .uri("https://localhost/ws")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(empty())
+        .unwrap();
+    let refused = h2.send(req).await;
+    assert!(
+        refused.is_err() || refused.as_ref().unwrap().status() != 200,
+        "{refused:?}"
+    );
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 0);
+    // ...while HTTP/1.1 WebSockets work as always.
+    let (mut ws, _) = ws_h1(&proxy, "/ws", &[]).await.unwrap();
+    ws.send(Message::text("h1")).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await, Message::text("h1"));
+}

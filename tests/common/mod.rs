@@ -721,14 +721,23 @@ impl FerryProcess {
         let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        let mut process = FerryProcess { child, lines, addr: "0.0.0.0:0".parse().unwrap() };
-        let ready = process.line(|l| l.contains(" ready ") && l.contains("url=https://")).await;
+        let mut process = FerryProcess {
+            child,
+            lines,
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        let ready = process
+            .line(|l| l.contains(" ready ") && l.contains("url=https://"))
+            .await;
         process.addr = ready
             .split("url=https://")
             .nth(1)
@@ -741,7 +750,9 @@ impl FerryProcess {
     /// The next log line for which `pred` holds (earlier ones are skipped).
     pub async fn line(&mut self, pred: impl Fn(&str) -> bool) -> String {
         loop {
-            let line = within(self.lines.recv()).await.expect("ferry's stderr closed");
+            let line = within(self.lines.recv())
+                .await
+                .expect("ferry's stderr closed");
             if pred(&line) {
                 return line;
             }
@@ -751,13 +762,24 @@ impl FerryProcess {
     /// Sends SIGTERM (what `docker stop` sends).
     pub fn sigterm(&self) {
         let pid = self.child.id().to_string();
-        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Waits for the process to exit.
     pub async fn wait(mut self) -> std::process::ExitStatus {
-        let mut child = std::mem::replace(&mut self.child, std::process::Command::new("true").spawn().unwrap());
-        within(tokio::task::spawn_blocking(move || child.wait().unwrap())).await.unwrap()
+        let mut child = std::mem::replace(
+            &mut self.child,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        within(tokio::task::spawn_blocking(move || child.wait().unwrap()))
+            .await
+            .unwrap()
     }
 }
 
