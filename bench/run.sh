@@ -17,6 +17,8 @@
 #   PROXY_CPU [1] LOAD_CPU [0]   CPUs for the proxy and for load generator + upstream
 #   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
 #   SKIP_BUILD=1        use the existing release binaries
+#   FERRY_REV           benchmark this committed revision (e.g. HEAD) instead of the work
+#                       tree: exported with git archive and built under target/bench-rev/
 #   NOTE                a sentence added to the report (e.g. "machine shared with a compile")
 #   RESULTS_DIR [bench/results]  where the report goes (smoke runs: somewhere outside the repo)
 #
@@ -66,15 +68,28 @@ fi
 
 # The tools build under the main crate's (git-ignored) target directory.
 TOOLS_TARGET=${CARGO_TARGET_DIR:-$REPO/target}/bench-tools
+FERRY_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/ferry
+if [[ -n ${FERRY_REV:-} ]]; then
+  # A committed revision, exported and built apart from the work tree.
+  FERRY_REV_SHORT=$(git -C "$REPO" rev-parse --short "$FERRY_REV^{commit}")
+  REV_SRC=$REPO/target/bench-rev/src
+  REV_TARGET=$REPO/target/bench-rev/target
+  FERRY_BIN=$REV_TARGET/release/ferry
+fi
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  if has ferry; then
+  if has ferry && [[ -n ${FERRY_REV:-} ]]; then
+    log "building ferry $FERRY_REV_SHORT (git archive + cargo build --release in $REV_SRC)"
+    rm -rf "$REV_SRC"
+    mkdir -p "$REV_SRC"
+    git -C "$REPO" archive "$FERRY_REV_SHORT" | tar -x -C "$REV_SRC"
+    (cd "$REV_SRC" && cargo build --release --locked --target-dir "$REV_TARGET")
+  elif has ferry; then
     log "building ferry (cargo build --release)"
     (cd "$REPO" && cargo build --release)
   fi
   log "building bench tools"
   (cd "$BENCH/tools" && cargo build --release --locked --target-dir "$TOOLS_TARGET")
 fi
-FERRY_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/ferry
 TOOLS_DIR=$TOOLS_TARGET/release
 CLIENT=$TOOLS_DIR/bench-client
 UPSTREAM=$TOOLS_DIR/bench-upstream
@@ -189,7 +204,10 @@ worker_processes 1;
 worker_rlimit_nofile $NOFILE;
 pid $TMP/nginx/nginx.pid;
 error_log stderr warn;
-events { worker_connections $(( NOFILE - 100 )); }
+# Connection slots beyond the open-files limit: nginx counts an idle
+# WebSocket as two connections and starts dropping new ones ("worker_connections
+# are not enough, reusing connections") before the descriptors run out.
+events { worker_connections $(( NOFILE + 10000 )); }
 http {
   access_log off;
   client_body_temp_path $TMP/nginx/body;
@@ -327,7 +345,7 @@ log_errors() { # new error lines in a proxy log since byte offset: "N lines, fir
   if (( n > 0 )); then
     # the most frequent messages, without timestamps
     first=$(tail -c +"$((off + 1))" "$logf" | grep -E "$pat" | cut -c1-300 \
-      | sed -E 's/^[0-9]{4}-[0-9-]+T[0-9:.]+Z +//; s/^\[[A-Z]+\] +\([0-9]+\) *: *//' \
+      | sed -E 's/^[0-9]{4}-[0-9-]+T[0-9:.]+Z +//; s/^\[[A-Z]+\] +\([0-9]+\) *: *//; s/ [a-z_.]+=.*//' \
       | sort | uniq -c | sort -rn | head -n 3 | sed -E 's/^ *([0-9]+) /\1× /' | paste -sd';' | sed 's/;/; /g')
     echo "$n warning/error lines: $first"
   fi
@@ -459,8 +477,13 @@ LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 ver() { "$@" 2>&1 | head -n1 || true; }
-FERRY_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-FERRY_DIRTY=$([[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo 1 || echo 0)
+if [[ -n ${FERRY_REV:-} ]]; then
+  FERRY_COMMIT=$FERRY_REV_SHORT
+  FERRY_DIRTY=0
+else
+  FERRY_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  FERRY_DIRTY=$([[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo 1 || echo 0)
+fi
 export TS ROUNDS DURATION WARMUP IDLE_SOCKETS FIXED_RPS PROXY_CPU LOAD_CPU NOTE FERRY_COMMIT FERRY_DIRTY \
   LOADAVG_START LOADAVG_END RAW
 export PROXIES_STR="${PROXIES[*]}"

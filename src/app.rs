@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, ListenerKind};
-use crate::proxy::State;
+use crate::proxy::{LiveState, State};
+use crate::reload::Reloader;
 use crate::server::{self, BindError, BoundListener};
 use crate::tls::dev::{DevCertError, DevCerts};
-use crate::tls::{CertError, LoadedCert, SniResolver, load_certificates};
+use crate::tls::{CertError, CertStore, LoadedCert, SniResolver, load_certificates};
 
 /// Why ferry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,26 +36,45 @@ fn list(errors: &[CertError]) -> String {
 /// A configured, bound ferry, ready to serve.
 #[derive(Debug)]
 pub struct Ferry {
-    state: Arc<State>,
-    tls: Option<Arc<SniResolver>>,
+    live: LiveState,
+    certs: Option<Arc<CertStore>>,
     listeners: Vec<BoundListener>,
     certificates: Vec<LoadedCert>,
+    reloader: Arc<Reloader>,
 }
 
 impl Ferry {
     /// Loads certificates, builds the request state and binds every listener.
     /// Upstream names are not resolved here: they need not exist yet.
+    /// A ferry built this way has no file to reload from.
     pub async fn bind(config: Config) -> Result<Ferry, StartError> {
+        Self::bind_with(config, None).await
+    }
+
+    /// Like [`Ferry::bind`] for the config file at `path`, which reloads re-read.
+    pub async fn bind_file(path: &Path) -> Result<Ferry, StartError> {
+        let config = Config::load(path)?;
+        Self::bind_with(config, Some(path.to_owned())).await
+    }
+
+    /// Binds `config`; `path` is where reloads read it from, if anywhere.
+    pub async fn bind_with(config: Config, path: Option<PathBuf>) -> Result<Ferry, StartError> {
         let certificates =
             load_certificates(&config.certificates).map_err(StartError::Certificates)?;
-        let tls = SniResolver::new(&certificates).map(Arc::new);
+        let certs = SniResolver::new(&certificates).map(|r| Arc::new(CertStore::new(r)));
         let listeners = server::bind(&config.listeners).await?;
-        let state = Arc::new(State::new(Arc::new(config)));
+        let live: LiveState = Arc::new(arc_swap::ArcSwap::from_pointee(State::new(
+            Arc::new(config),
+            None,
+            1,
+        )));
+        let reloader = Arc::new(Reloader::new(path, live.clone(), certs.clone()));
         Ok(Ferry {
-            state,
-            tls,
+            live,
+            certs,
             listeners,
             certificates,
+            reloader,
         })
     }
 
@@ -78,13 +98,22 @@ impl Ferry {
         &self.certificates
     }
 
-    pub fn config(&self) -> &Config {
-        &self.state.config
+    /// The configuration now in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.live.load().config.clone()
+    }
+
+    /// Reloads on demand (SIGHUP, the admin endpoint, tests).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` resolves, then drains within `server.shutdown_grace`.
+    /// While serving, changes to the config file and certificates are reloaded.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        server::serve(self.state, self.tls, self.listeners, shutdown).await;
+        let watcher = tokio::spawn(crate::reload::watch(self.reloader.clone()));
+        server::serve(self.live, self.certs, self.listeners, shutdown).await;
+        watcher.abort();
     }
 }
 

@@ -18,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod signal;

@@ -71,8 +71,12 @@ fn run(source: ConfigSource) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let path = match &source {
+        ConfigSource::File(path) => Some(path.clone()),
+        ConfigSource::Embedded => None,
+    };
     runtime.block_on(async {
-        let ferry = match Ferry::bind(config).await {
+        let ferry = match Ferry::bind_with(config, path).await {
             Ok(ferry) => ferry,
             Err(e) => {
                 eprintln!("ferry: {e}");
@@ -87,6 +91,7 @@ fn run(source: ConfigSource) -> ExitCode {
             };
             tracing::info!(url = %format!("{scheme}://{addr}"), kind = ?kind, "ready");
         }
+        tokio::spawn(ferry::signal::reload_on_hangup(ferry.reloader()));
         ferry.serve(ferry::signal::shutdown()).await;
         ExitCode::SUCCESS
     })

@@ -34,3 +34,22 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!(signal = "ctrl-c", "shutdown requested");
 }
+
+/// Reloads on every SIGHUP, for as long as the process runs.
+#[cfg(unix)]
+pub async fn reload_on_hangup(reloader: std::sync::Arc<crate::reload::Reloader>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload through the admin endpoint or file changes");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let _ = reloader.reload("SIGHUP").await;
+    }
+}
+
+#[cfg(not(unix))]
+pub async fn reload_on_hangup(_reloader: std::sync::Arc<crate::reload::Reloader>) {}

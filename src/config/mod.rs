@@ -96,7 +96,7 @@ pub struct CertificateConfig {
 }
 
 /// `[upstream.NAME]`: a group of servers speaking HTTP/1.1.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: Arc<str>,
     /// `host:port` authorities; names resolve when connecting, never at start-up.

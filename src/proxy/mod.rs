@@ -20,17 +20,25 @@ use crate::router::{Matcher, RouteTable};
 use crate::upstream::Upstream;
 
 /// Everything a request needs, built once from a [`Config`]. A request keeps
-/// the `Arc<State>` it started with for its whole life.
+/// the `Arc<State>` it started with for its whole life; a reload builds a new
+/// one aside and swaps it into the [`LiveState`].
 #[derive(Debug)]
 pub struct State {
     pub config: Arc<Config>,
     pub routes: RouteTable,
     /// Indexed like `config.upstreams`.
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Counts reloads: 1 for the configuration ferry started with.
+    pub generation: u64,
 }
 
+/// The current [`State`], swapped whole on reload.
+pub type LiveState = Arc<arc_swap::ArcSwap<State>>;
+
 impl State {
-    pub fn new(config: Arc<Config>) -> State {
+    /// Builds the state for `config`. Upstreams whose settings did not change
+    /// keep their pools from `previous`, so a reload drops no warm connections.
+    pub fn new(config: Arc<Config>, previous: Option<&State>, generation: u64) -> State {
         let routes = RouteTable::new(
             config
                 .routes
@@ -41,11 +49,26 @@ impl State {
                 })
                 .collect(),
         );
-        let upstreams = config.upstreams.iter().map(Upstream::new).collect();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                previous
+                    .and_then(|p| {
+                        p.config
+                            .upstreams
+                            .iter()
+                            .position(|old| old == u)
+                            .map(|i| p.upstreams[i].clone())
+                    })
+                    .unwrap_or_else(|| Arc::new(Upstream::new(u)))
+            })
+            .collect();
         State {
             config,
             routes,
             upstreams,
+            generation,
         }
     }
 

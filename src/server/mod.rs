@@ -22,10 +22,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ListenerConfig, ListenerKind};
-use crate::proxy::State;
+use crate::proxy::LiveState;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
-use crate::tls::{ALPN_H2, SniResolver};
+use crate::tls::{ALPN_H2, CertStore};
 use drain::{Drain, Watch};
 
 /// A listening socket and what it is for.
@@ -70,39 +70,37 @@ pub async fn bind(listeners: &[ListenerConfig]) -> Result<Vec<BoundListener>, Bi
 /// What every connection of the server shares.
 #[derive(Debug)]
 struct Shared {
-    state: Arc<State>,
+    /// The current configuration; each connection and request reads it anew.
+    live: LiveState,
     /// Present when any listener terminates TLS.
-    tls: Option<Arc<SniResolver>>,
+    tls: Option<Arc<CertStore>>,
     /// Where `redirect_https` sends clients (the first TLS listener's bound port).
     https_port: Option<u16>,
-    handshake_timeout: Duration,
-    header_read_timeout: Duration,
 }
 
 /// Serves `listeners` until `shutdown` resolves, then drains: stops accepting,
 /// lets in-flight requests finish (closing keep-alive connections, sending
 /// HTTP/2 GOAWAY) for up to `server.shutdown_grace`, then returns.
 pub async fn serve(
-    state: Arc<State>,
-    tls: Option<Arc<SniResolver>>,
+    live: LiveState,
+    tls: Option<Arc<CertStore>>,
     listeners: Vec<BoundListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let server = &state.config.server;
-    let grace = server.shutdown_grace;
+    let state = live.load_full();
     let https_port = listeners
         .iter()
         .find(|l| l.config.kind == ListenerKind::Tls)
         .map(|l| l.local_addr().port())
         .or_else(|| state.config.https_port());
     let shared = Arc::new(Shared {
+        live: live.clone(),
         tls,
         https_port,
-        handshake_timeout: server.handshake_timeout,
-        header_read_timeout: server.header_read_timeout,
-        state: state.clone(),
     });
-    let limit = Arc::new(Semaphore::new(server.max_connections));
+    // Fixed for the process: changing max_connections needs a restart.
+    let limit = Arc::new(Semaphore::new(state.config.server.max_connections));
+    drop(state);
     let drain = Drain::new();
     for listener in listeners {
         let acceptor = match listener.config.kind {
@@ -128,6 +126,8 @@ pub async fn serve(
     }
 
     shutdown.await;
+    // The grace period of the configuration in force when the shutdown began.
+    let grace = live.load().config.server.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: no new connections; draining");
     if drain.drain(grace).await {
         tracing::info!("drained cleanly");
@@ -200,7 +200,8 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     match (listener.kind, acceptor) {
         (ListenerKind::Tls, Some(acceptor)) => {
-            let handshake = tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream));
+            let handshake_timeout = shared.live.load().config.server.handshake_timeout;
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
             let tls = tokio::select! {
                 result = handshake => result,
                 () = watch.signaled() => return,
@@ -212,7 +213,7 @@ async fn serve_connection(
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(timeout = ?shared.handshake_timeout, "TLS handshake timed out");
+                    tracing::debug!(timeout = ?handshake_timeout, "TLS handshake timed out");
                     return;
                 }
             };
@@ -222,7 +223,7 @@ async fn serve_connection(
                 tls: true,
                 drain: watch.clone(),
             });
-            let svc = proxy_service(shared.state.clone(), info);
+            let svc = proxy_service(shared.live.clone(), info);
             if h2 {
                 serve_h2(TokioIo::new(tls), svc, listener.websocket_over_http2, watch).await;
             } else {
@@ -242,14 +243,14 @@ async fn serve_connection(
                 tls: false,
                 drain: watch.clone(),
             });
-            let svc = proxy_service(shared.state.clone(), info);
+            let svc = proxy_service(shared.live.clone(), info);
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
         }
     }
 }
 
 fn proxy_service(
-    state: Arc<State>,
+    live: LiveState,
     info: Arc<ConnInfo>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
@@ -260,7 +261,8 @@ fn proxy_service(
 + Send
 + 'static {
     service_fn(move |req| {
-        let state = state.clone();
+        // One snapshot for the request's whole life.
+        let state = live.load_full();
         let info = info.clone();
         async move { Ok::<_, Infallible>(handle(state, info, req).await) }
     })
@@ -274,7 +276,7 @@ where
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.header_read_timeout)
+        .header_read_timeout(shared.live.load().config.server.header_read_timeout)
         .keep_alive(true)
         .serve_connection(io, svc)
         .with_upgrades();

@@ -11,7 +11,7 @@ use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
 
 pub use certs::{CertError, CertInfo, LoadedCert, load_certificates};
-pub use resolver::SniResolver;
+pub use resolver::{CertStore, SniResolver};
 
 /// ALPN protocol id for HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -26,7 +26,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A rustls server configuration: TLS 1.2 and 1.3, SNI by `resolver`,
 /// ALPN `h2` (when `http2`) and `http/1.1`, stateless resumption tickets.
-pub fn server_config(resolver: Arc<SniResolver>, http2: bool) -> Arc<ServerConfig> {
+pub fn server_config(resolver: Arc<CertStore>, http2: bool) -> Arc<ServerConfig> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .expect("aws-lc-rs supports TLS 1.2 and 1.3")

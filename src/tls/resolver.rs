@@ -67,3 +67,28 @@ impl ResolvesServerCert for SniResolver {
         Some(self.pick(hello.server_name()))
     }
 }
+
+/// The certificates in use, replaceable while serving: the next handshake
+/// sees a reload's certificates, established connections keep theirs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: arc_swap::ArcSwap<SniResolver>,
+}
+
+impl CertStore {
+    pub fn new(resolver: SniResolver) -> CertStore {
+        CertStore {
+            current: arc_swap::ArcSwap::from_pointee(resolver),
+        }
+    }
+
+    pub fn replace(&self, resolver: SniResolver) {
+        self.current.store(Arc::new(resolver));
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().pick(hello.server_name()))
+    }
+}

@@ -87,6 +87,9 @@ pub struct TestProxy {
     pub tls_addr: Option<SocketAddr>,
     pub plain_addr: Option<SocketAddr>,
     pub redirect_addr: Option<SocketAddr>,
+    /// Reloads the config file (for proxies started with [`TestProxy::start_file`]).
+    pub reloader: Arc<ferry::reload::Reloader>,
+    pub config_path: Option<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -99,13 +102,44 @@ impl TestProxy {
     }
 
     pub async fn start_with(toml: &str, ca: TestCa) -> TestProxy {
-        let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1", "::1"]);
-        let src = toml
-            .replace("{cert}", &cert.display().to_string())
-            .replace("{key}", &key.display().to_string());
+        let src = Self::fill(toml, &ca);
         let config = Config::parse(&src, "test.toml", ca.dir.path())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{src}"));
         let ferry = Ferry::bind(config).await.expect("ferry binds");
+        Self::serve(ferry, ca, None)
+    }
+
+    /// Starts ferry from a real file (`proxy.toml` in the CA's temp dir), so
+    /// that reloads and the file watcher work.
+    pub async fn start_file(toml: &str) -> TestProxy {
+        let ca = TestCa::new();
+        let path = ca.dir.path().join("proxy.toml");
+        std::fs::write(&path, Self::fill(toml, &ca)).unwrap();
+        let ferry = Ferry::bind_file(&path).await.expect("ferry binds");
+        Self::serve(ferry, ca, Some(path))
+    }
+
+    /// Replaces `{cert}` and `{key}` with a leaf for localhost / 127.0.0.1 / ::1.
+    pub fn fill(toml: &str, ca: &TestCa) -> String {
+        let cert = ca.dir.path().join("localhost.pem");
+        if !cert.exists() {
+            ca.leaf("localhost", &["localhost", "127.0.0.1", "::1"]);
+        }
+        let key = ca.dir.path().join("localhost-key.pem");
+        toml.replace("{cert}", &cert.display().to_string())
+            .replace("{key}", &key.display().to_string())
+    }
+
+    /// Atomically replaces the config file (write aside, rename), as editors and `docker cp` do.
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self.config_path.as_ref().expect("started with start_file");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, Self::fill(toml, &self.ca)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    fn serve(ferry: Ferry, ca: TestCa, config_path: Option<PathBuf>) -> TestProxy {
+        let reloader = ferry.reloader();
         let tls_addr = ferry.addr(ListenerKind::Tls);
         let plain_addr = ferry.addr(ListenerKind::Plain);
         let redirect_addr = ferry.addr(ListenerKind::RedirectHttps);
@@ -118,6 +152,8 @@ impl TestProxy {
             tls_addr,
             plain_addr,
             redirect_addr,
+            reloader,
+            config_path,
             shutdown: Some(tx),
             task: Some(task),
         }

@@ -758,6 +758,22 @@ async fn ws_idle(
     }
     let opened = socks.len() as u64;
     let delta = rss_after.saturating_sub(rss_before);
+    // Close them properly (close frame, wait for the echo of it), so that
+    // the proxy logs normal closes, not 10,000 vanished clients.
+    let close_start = Instant::now();
+    let closed = futures_util::future::join_all(socks.iter_mut().map(|ws| async move {
+        let done = async {
+            ws.close(None).await.ok()?;
+            while let Some(Ok(_)) = ws.next().await {}
+            Some(())
+        };
+        tokio::time::timeout(Duration::from_secs(10), done).await.ok().flatten().is_some()
+    }))
+    .await
+    .into_iter()
+    .filter(|c| *c)
+    .count();
+    let close_secs = close_start.elapsed().as_secs_f64();
     drop(socks);
     json!({
         "ok": true,
@@ -769,6 +785,8 @@ async fn ws_idle(
         "kb_per_session": delta as f64 / opened as f64,
         "sampled": sampled,
         "alive": alive,
+        "closed_cleanly": closed,
+        "close_secs": close_secs,
         "error": Value::Null,
         "first_error": first_error,
     })

@@ -1,0 +1,222 @@
+//! Reload: build a complete new snapshot (config, routes, certificates,
+//! upstream pools) off to the side, then swap it in with one store. Requests
+//! and WebSocket sessions keep the snapshot they started with; a bad config
+//! or unreadable certificate leaves the old one serving.
+//!
+//! Triggers: SIGHUP, `POST /reload` on the admin listener, `ferry reload`,
+//! and changes to proxy.toml or any certificate or key file ([`watch`]).
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError, ListenerConfig};
+use crate::proxy::{LiveState, State};
+use crate::tls::{CertError, CertStore, SniResolver, load_certificates};
+
+/// Why a reload was refused (the old configuration keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("ferry was started without a config file; there is nothing to reload")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{}", .0.iter().map(|e| format!("certificate error: {e}")).collect::<Vec<_>>().join("\n"))]
+    Certificates(Vec<CertError>),
+    #[error("the new configuration has TLS listeners but no certificates")]
+    NoCertificates,
+}
+
+/// Rebuilds and swaps the live snapshot. One reload runs at a time.
+#[derive(Debug)]
+pub struct Reloader {
+    path: Option<PathBuf>,
+    live: LiveState,
+    certs: Option<Arc<CertStore>>,
+    /// The listeners bound at start: changing them needs a restart.
+    listeners: Vec<ListenerConfig>,
+    max_connections: usize,
+    lock: tokio::sync::Mutex<()>,
+    /// Hash of the config and certificate files last loaded (for the watcher).
+    fingerprint: AtomicU64,
+}
+
+impl Reloader {
+    pub fn new(path: Option<PathBuf>, live: LiveState, certs: Option<Arc<CertStore>>) -> Reloader {
+        let current = live.load_full();
+        let reloader = Reloader {
+            path,
+            listeners: current.config.listeners.clone(),
+            max_connections: current.config.server.max_connections,
+            live,
+            certs,
+            lock: tokio::sync::Mutex::new(()),
+            fingerprint: AtomicU64::new(0),
+        };
+        reloader
+            .fingerprint
+            .store(reloader.fingerprint_of(&current.config), Ordering::Relaxed);
+        reloader
+    }
+
+    /// The generation now serving.
+    pub fn generation(&self) -> u64 {
+        self.live.load().generation
+    }
+
+    /// Loads the config file again and swaps it in; returns the new generation.
+    /// On any problem the old snapshot keeps serving and every problem is logged once.
+    pub async fn reload(&self, trigger: &str) -> Result<u64, ReloadError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let result = self.try_reload();
+        match &result {
+            Ok(generation) => tracing::info!(trigger, generation, "configuration reloaded"),
+            Err(e) => tracing::error!(
+                trigger,
+                generation = self.generation(),
+                "reload failed; the previous configuration keeps serving:\n{e}"
+            ),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<u64, ReloadError> {
+        let path = self.path.as_deref().ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        let certs = load_certificates(&config.certificates).map_err(ReloadError::Certificates)?;
+        let resolver = SniResolver::new(&certs);
+        if self.certs.is_some() && resolver.is_none() {
+            return Err(ReloadError::NoCertificates);
+        }
+        self.warn_about_restart_only_changes(&config);
+        let fingerprint = self.fingerprint_of(&config);
+        let current = self.live.load_full();
+        let generation = current.generation + 1;
+        let state = State::new(Arc::new(config), Some(&current), generation);
+        // Certificates first: a request on the new routes must not meet an old certificate set
+        // that lacks its host.
+        if let (Some(store), Some(resolver)) = (&self.certs, resolver) {
+            store.replace(resolver);
+        }
+        self.live.store(Arc::new(state));
+        self.fingerprint.store(fingerprint, Ordering::Relaxed);
+        Ok(generation)
+    }
+
+    fn warn_about_restart_only_changes(&self, config: &Config) {
+        let started: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
+            .collect();
+        let now: Vec<_> = config
+            .listeners
+            .iter()
+            .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
+            .collect();
+        if started != now {
+            tracing::warn!(
+                "[[listen]] changes take effect only after a restart; still listening as started: {}",
+                self.listeners
+                    .iter()
+                    .map(|l| l.addr.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if config.server.max_connections != self.max_connections {
+            tracing::warn!(
+                running = self.max_connections,
+                configured = config.server.max_connections,
+                "server.max_connections changes take effect only after a restart"
+            );
+        }
+    }
+
+    /// The files whose contents make up the configuration.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let Some(path) = &self.path else {
+            return Vec::new();
+        };
+        let config = self.live.load();
+        let mut files = vec![path.clone()];
+        for c in &config.config.certificates {
+            files.push(c.cert.clone());
+            files.push(c.key.clone());
+        }
+        files
+    }
+
+    /// Whether any file's contents differ from what was last loaded.
+    fn changed_on_disk(&self) -> bool {
+        let config = self.live.load();
+        self.fingerprint_of(&config.config) != self.fingerprint.load(Ordering::Relaxed)
+    }
+
+    fn fingerprint_of(&self, config: &Config) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut paths: Vec<&Path> = self.path.iter().map(PathBuf::as_path).collect();
+        for c in &config.certificates {
+            paths.push(&c.cert);
+            paths.push(&c.key);
+        }
+        for p in paths {
+            p.hash(&mut hasher);
+            std::fs::read(p).ok().hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+}
+
+/// How long file events must stop before a reload (editors write in bursts).
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Watches the directories of the config file and every certificate and key
+/// (files are often replaced by rename: editors, `docker cp`, Kubernetes
+/// ConfigMaps), and reloads when their contents change. Runs until dropped.
+pub async fn watch(reloader: Arc<Reloader>) {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch files for changes; reload with SIGHUP instead");
+            return;
+        }
+    };
+    let mut watched: HashSet<PathBuf> = HashSet::new();
+    loop {
+        for file in reloader.files() {
+            let dir = file
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            if watched.insert(dir.clone()) {
+                if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory for changes");
+                }
+            }
+        }
+        if rx.recv().await.is_none() {
+            return;
+        }
+        // Let the burst of events settle.
+        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        if reloader.changed_on_disk() {
+            let _ = reloader.reload("file change").await;
+        }
+    }
+}
