@@ -151,6 +151,9 @@ def record(a):
         rec["cpu0_busy"] = a.cpu0
     if a.cpu1 is not None:
         rec["cpu1_busy"] = a.cpu1
+    if a.noise is not None:
+        rec["other_load_on_proxy_cpu"] = a.noise
+    rec["attempts"] = a.attempts
     if a.proxy_alive == "no":
         rec["errors"].append("proxy process was gone after the test (crash?)")
     if a.log_errors:
@@ -264,6 +267,8 @@ def summarize(a):
             cell["cpu_share"] = median(shares)
             cell["cpu0_busy"] = median([r.get("cpu0_busy") for r in good])
             cell["cpu1_busy"] = median([r.get("cpu1_busy") for r in good])
+            cell["other_load"] = median([r.get("other_load_on_proxy_cpu") for r in good])
+            cell["repeated_runs"] = sum(r.get("attempts", 1) - 1 for r in rs)
             for key, label, better, per_core in metrics:
                 vals = [r["metrics"].get(key) for r in good]
                 vals = [v for v in vals if v is not None]
@@ -326,14 +331,14 @@ def summarize(a):
     L.append("")
     L.append("The value divided by the proxy's CPU share (its utime+stime over the run's wall time, from `/proc/PID/stat`; 100 %% = the whole of CPU %s). The last column is how busy CPU %s, the load generator's and upstream's core, was: near 100 %% it, not the proxy, was the limit, and the per-core figure is the fair comparison." % (meta["proxy_cpu"], meta["load_cpu"]))
     L.append("")
-    L.append("| test | metric | " + " | ".join("%s per core (CPU share)" % p for p in proxies) + " | " + " | ".join("%s / %s" % (p, base) for p in others) + " | load-generator CPU busy (%s) |" % " / ".join(proxies))
-    L.append("|" + "---|" * (3 + len(proxies) + len(others)))
+    L.append("| test | metric | " + " | ".join("%s per core (CPU share)" % p for p in proxies) + " | " + " | ".join("%s / %s" % (p, base) for p in others) + " | load-generator CPU busy (%s) | other processes on the proxy's CPU |" % " / ".join(proxies))
+    L.append("|" + "---|" * (4 + len(proxies) + len(others)))
     for tid, title, tool, metrics in tests:
         for key, label, better, per_core in metrics:
             if not per_core:
                 continue
             row = [title, label]
-            busy = []
+            busy, other = [], []
             for p in proxies:
                 c = summary[tid][p]
                 if "na" in c or c.get(key + "_per_core") is None:
@@ -342,11 +347,17 @@ def summarize(a):
                 row.append("%s (%.0f%%)" % (fmt(c[key + "_per_core"], key), 100 * c["cpu_share"]))
                 if c.get("cpu0_busy") is not None:
                     busy.append("%.0f%%" % (100 * c["cpu0_busy"]))
+                if c.get("other_load") is not None:
+                    other.append("%.0f%%" % (100 * c["other_load"]))
             for p in others:
                 r = ratio(tid, key, p, "_per_core")
                 row.append("%.2f×" % r if r is not None else "–")
             row.append(" / ".join(busy))
+            row.append(" / ".join(other))
             L.append("| " + " | ".join(row) + " |")
+    rep = sum(summary[t][p].get("repeated_runs", 0) for t in summary for p in proxies)
+    L.append("")
+    L.append("Measurements repeated because other processes took more than %s of the proxy's CPU: %d." % (meta.get("noise_max", "?"), rep))
     if "fixed_rate" in summary:
         L.append("")
         L.append("CPU per request at the fixed offered rate (test 8) needs no normalisation: " + ", ".join(
@@ -416,6 +427,8 @@ def main():
     r.add_argument("--proxy-cpu", type=float)
     r.add_argument("--cpu0", type=float)
     r.add_argument("--cpu1", type=float)
+    r.add_argument("--noise", type=float)
+    r.add_argument("--attempts", type=int, default=1)
     r.add_argument("--proxy-alive", default="yes")
     r.add_argument("--log-errors", default="")
     s = sub.add_parser("summarize")

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigError, ListenerKind};
+use crate::metrics::Metrics;
 use crate::proxy::{LiveState, State};
 use crate::reload::Reloader;
 use crate::server::{self, BindError, BoundListener};
@@ -23,6 +25,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     DevCert(#[from] DevCertError),
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] std::io::Error),
 }
 
 fn list(errors: &[CertError]) -> String {
@@ -41,6 +45,8 @@ pub struct Ferry {
     listeners: Vec<BoundListener>,
     certificates: Vec<LoadedCert>,
     reloader: Arc<Reloader>,
+    admin: Option<tokio::net::TcpListener>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ferry {
@@ -63,11 +69,29 @@ impl Ferry {
             load_certificates(&config.certificates).map_err(StartError::Certificates)?;
         let certs = SniResolver::new(&certificates).map(|r| Arc::new(CertStore::new(r)));
         let listeners = server::bind(&config.listeners).await?;
-        let live: LiveState = Arc::new(arc_swap::ArcSwap::from_pointee(State::new(
-            Arc::new(config),
-            None,
-            1,
-        )));
+        let admin = match &config.admin {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a.addr)
+                    .await
+                    .map_err(|source| BindError {
+                        addr: a.addr,
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        metrics.reload(true, 1);
+        metrics.certificates(expiries(&certificates));
+        let access_log = match &config.server.access_log {
+            Some(log) => {
+                Some(AccessLog::open(log, metrics.clone()).map_err(StartError::AccessLog)?)
+            }
+            None => None,
+        };
+        let mut state = State::new(Arc::new(config), None, 1, metrics.clone());
+        state.access_log = access_log;
+        let live: LiveState = Arc::new(arc_swap::ArcSwap::from_pointee(state));
         let reloader = Arc::new(Reloader::new(path, live.clone(), certs.clone()));
         Ok(Ferry {
             live,
@@ -75,6 +99,8 @@ impl Ferry {
             listeners,
             certificates,
             reloader,
+            admin,
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -84,6 +110,11 @@ impl Ferry {
             .iter()
             .map(|l| (l.config.kind, l.local_addr()))
             .collect()
+    }
+
+    /// The admin listener's bound address, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The first bound address of a listener of `kind`.
@@ -112,9 +143,40 @@ impl Ferry {
     /// While serving, changes to the config file and certificates are reloaded.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let watcher = tokio::spawn(crate::reload::watch(self.reloader.clone()));
+        let admin = self.admin.map(|listener| {
+            let admin = crate::admin::Admin {
+                live: self.live.clone(),
+                reloader: self.reloader.clone(),
+                draining: self.draining.clone(),
+            };
+            tokio::spawn(crate::admin::serve(listener, admin))
+        });
+        let draining = self.draining.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
         server::serve(self.live, self.certs, self.listeners, shutdown).await;
         watcher.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
     }
+}
+
+/// (certificate path, expiry as Unix time) for the expiry gauges.
+pub(crate) fn expiries(certs: &[LoadedCert]) -> Vec<(String, i64)> {
+    certs
+        .iter()
+        .map(|c| {
+            let secs = c
+                .info
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            (c.config.cert.display().to_string(), secs as i64)
+        })
+        .collect()
 }
 
 /// Where the configuration comes from.

@@ -16,6 +16,7 @@ Examples:
   ferry run -c /etc/ferry/proxy.toml
   ferry check -c proxy.toml      validate config, certificates and keys, like `nginx -t`
   ferry check --no-files -c proxy.toml.example
+  ferry reload -c proxy.toml     reload the running ferry (or: kill -HUP <pid>, docker kill -s HUP <container>)
   FERRY_LOG=debug ferry          more logging (FERRY_LOG or RUST_LOG take tracing filters)
 
 Config file: -c FILE, else $FERRY_CONFIG, else ./proxy.toml, else the built-in default."
@@ -40,4 +41,7 @@ pub enum Command {
         #[arg(long)]
         no_files: bool,
     },
+    /// Tell the running ferry to reload its configuration (through the admin
+    /// listener if `[admin]` is set, else by SIGHUP to `server.pid_file`).
+    Reload,
 }

@@ -10,13 +10,18 @@
 //! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2
 //!   by ALPN, the drain on shutdown.
 //! - [`app`]: wiring: load, bind, serve. [`check`]: `ferry check`.
+//! - [`reload`]: rebuild the snapshot aside and swap it; [`admin`] and
+//!   [`metrics`]: `/metrics`, `/healthz`, `/readyz`, `/reload`.
 //! - [`cli`], [`signal`], [`telemetry`]: the binary's flags, signals and logs.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod router;

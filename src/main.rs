@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(source),
         Command::Check { no_files } => check(source, no_files),
+        Command::Reload => reload(source),
     }
 }
 
@@ -76,6 +77,8 @@ fn run(source: ConfigSource) -> ExitCode {
         ConfigSource::Embedded => None,
     };
     runtime.block_on(async {
+        // Before anything else: a SIGTERM during start-up must drain, not kill.
+        let shutdown = ferry::signal::shutdown();
         let ferry = match Ferry::bind_with(config, path).await {
             Ok(ferry) => ferry,
             Err(e) => {
@@ -83,6 +86,7 @@ fn run(source: ConfigSource) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        tokio::spawn(ferry::signal::reload_on_hangup(ferry.reloader()));
         for (kind, addr) in ferry.local_addrs() {
             let scheme = if kind == ListenerKind::Tls {
                 "https"
@@ -91,8 +95,16 @@ fn run(source: ConfigSource) -> ExitCode {
             };
             tracing::info!(url = %format!("{scheme}://{addr}"), kind = ?kind, "ready");
         }
-        tokio::spawn(ferry::signal::reload_on_hangup(ferry.reloader()));
-        ferry.serve(ferry::signal::shutdown()).await;
+        let pid_file = ferry.config().server.pid_file.clone();
+        if let Some(path) = &pid_file {
+            if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
+            }
+        }
+        ferry.serve(shutdown).await;
+        if let Some(path) = &pid_file {
+            let _ = std::fs::remove_file(path);
+        }
         ExitCode::SUCCESS
     })
 }
@@ -124,4 +136,105 @@ fn check(source: ConfigSource, no_files: bool) -> ExitCode {
         eprintln!("{name}: check failed with {} error(s)", report.errors.len());
         ExitCode::FAILURE
     }
+}
+
+fn reload(source: ConfigSource) -> ExitCode {
+    let config = match load(&source) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(admin) = &config.admin {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let result = match runtime {
+            Ok(rt) => rt.block_on(post_reload(admin.addr)),
+            Err(e) => Err(e.to_string()),
+        };
+        return match result {
+            Ok((200, body)) => {
+                out(&body);
+                ExitCode::SUCCESS
+            }
+            Ok((_, body)) => {
+                eprint!("{body}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!(
+                    "ferry: cannot reach the admin listener at {}: {e}\n  is ferry running with this config?",
+                    admin.addr
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(pid_file) = &config.server.pid_file {
+        let pid = match std::fs::read_to_string(pid_file) {
+            Ok(pid) => pid.trim().to_owned(),
+            Err(e) => {
+                eprintln!(
+                    "ferry: cannot read {}: {e}\n  is ferry running with this config?",
+                    pid_file.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status();
+        return match sent {
+            Ok(status) if status.success() => {
+                out(&format!(
+                    "sent SIGHUP to ferry (pid {pid}); its log says whether the reload succeeded\n"
+                ));
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!(
+                    "ferry: cannot signal pid {pid} (from {})",
+                    pid_file.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    eprintln!(
+        "ferry: this config has no [admin] listener and no server.pid_file, so `ferry reload` cannot find the process.\n  \
+         add `[admin] addr = \"127.0.0.1:9901\"`, or send SIGHUP yourself: kill -HUP <pid>, docker kill -s HUP <container>"
+    );
+    ExitCode::FAILURE
+}
+
+/// `POST /reload` on the admin listener; returns the status and body.
+async fn post_reload(addr: std::net::SocketAddr) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::post("/reload")
+        .header("host", addr.to_string())
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -72,6 +72,8 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.lock.lock().await;
         let result = self.try_reload();
+        let current = self.live.load();
+        current.metrics.reload(result.is_ok(), current.generation);
         match &result {
             Ok(generation) => tracing::info!(trigger, generation, "configuration reloaded"),
             Err(e) => tracing::error!(
@@ -92,10 +94,15 @@ impl Reloader {
             return Err(ReloadError::NoCertificates);
         }
         self.warn_about_restart_only_changes(&config);
+        if config.server.access_log != self.live.load().config.server.access_log {
+            tracing::warn!("server.access_log changes take effect only after a restart");
+        }
         let fingerprint = self.fingerprint_of(&config);
         let current = self.live.load_full();
         let generation = current.generation + 1;
-        let state = State::new(Arc::new(config), Some(&current), generation);
+        let metrics = current.metrics.clone();
+        metrics.certificates(crate::app::expiries(&certs));
+        let state = State::new(Arc::new(config), Some(&current), generation, metrics);
         // Certificates first: a request on the new routes must not meet an old certificate set
         // that lacks its host.
         if let (Some(store), Some(resolver)) = (&self.certs, resolver) {
@@ -182,7 +189,8 @@ pub async fn watch(reloader: Arc<Reloader>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Reads (ours included: the fingerprint opens the files) are not changes.
+            if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = tx.send(());
             }
         },

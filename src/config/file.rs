@@ -22,6 +22,25 @@ pub struct FileConfig {
     pub upstream: BTreeMap<Spanned<String>, Spanned<FileUpstream>>,
     #[serde(default)]
     pub route: Vec<Spanned<FileRoute>>,
+    #[serde(default)]
+    pub admin: Option<Spanned<FileAdmin>>,
+}
+
+/// `[admin]`: the metrics / health / reload listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    pub addr: Spanned<String>,
+    pub allow_remote: Option<Spanned<bool>>,
+}
+
+/// `server.access_log = { ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    pub format: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub query: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +52,8 @@ pub struct FileServer {
     pub header_read_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
+    pub access_log: Option<Spanned<FileAccessLog>>,
+    pub pid_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +158,7 @@ use Shape::{Leaf, Named, Table, Tables};
 const HEADER_OPS: &[(&str, Shape)] = &[("set", Leaf), ("add", Leaf), ("remove", Leaf)];
 
 pub(crate) const SCHEMA: &[(&str, Shape)] = &[
+    ("admin", Table(&[("addr", Leaf), ("allow_remote", Leaf)])),
     (
         "server",
         Table(&[
@@ -146,6 +168,11 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("header_read_timeout", Leaf),
             ("max_connections", Leaf),
             ("workers", Leaf),
+            (
+                "access_log",
+                Table(&[("format", Leaf), ("path", Leaf), ("query", Leaf)]),
+            ),
+            ("pid_file", Leaf),
         ]),
     ),
     (

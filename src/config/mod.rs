@@ -33,6 +33,36 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// In file order; the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// `[admin]`: metrics, health and reload; off when absent.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+}
+
+/// `server.access_log`: where request and WebSocket session lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    pub format: AccessLogFormat,
+    pub target: AccessLogTarget,
+    /// Log query strings (off by default: they often carry tokens).
+    pub query: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
 }
 
 /// `[server]`: process-wide settings.
@@ -51,6 +81,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Runtime worker threads; `None` = one per core.
     pub workers: Option<usize>,
+    /// `None`: request lines go to the log (stderr) through tracing.
+    pub access_log: Option<AccessLogConfig>,
+    /// Where `ferry run` writes its pid (for `ferry reload`).
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +96,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 25_000,
             workers: None,
+            access_log: None,
+            pid_file: None,
         }
     }
 }

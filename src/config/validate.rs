@@ -13,9 +13,9 @@ use toml::de::{DeTable, DeValue};
 use super::error::{Problems, did_you_mean};
 use super::file::{FileConfig, FileHeaderOps, FileRoute, FileWebSocket, OneOrMany, SCHEMA, Shape};
 use super::{
-    CertificateConfig, Config, ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind,
-    OriginPattern, RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
-    parse_duration,
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, CertificateConfig, Config,
+    ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind, OriginPattern, RouteAction,
+    RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig, parse_duration,
 };
 use crate::router::{HostPattern, PathMatch};
 
@@ -131,7 +131,8 @@ fn join(path: &str, key: &str) -> String {
 }
 
 fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Config {
-    let server = build_server(file.server, p);
+    let server = build_server(file.server, base, p);
+    let admin = file.admin.as_ref().and_then(|a| build_admin(a, p));
 
     let mut listeners = Vec::new();
     let mut seen_addrs = HashSet::new();
@@ -306,11 +307,79 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
         certificates,
         upstreams,
         routes,
+        admin,
     }
+}
+
+fn build_admin(
+    admin: &Spanned<super::file::FileAdmin>,
+    p: &mut Problems<'_>,
+) -> Option<AdminConfig> {
+    let f = admin.get_ref();
+    let Some(addr) = parse_listen_addr(f.addr.get_ref()) else {
+        p.push(
+            Some(f.addr.span()),
+            "admin.addr",
+            format!("`{}` is not an address and port", f.addr.get_ref()),
+            Some("e.g. \"127.0.0.1:9901\"".into()),
+        );
+        return None;
+    };
+    let remote_ok = f.allow_remote.as_ref().is_some_and(|r| *r.get_ref());
+    if !addr.ip().is_loopback() && !remote_ok {
+        p.push(
+            Some(f.addr.span()),
+            "admin.addr",
+            format!("{addr} is reachable from other machines, and the admin listener can reload ferry"),
+            Some("use 127.0.0.1:9901, or set `allow_remote = true` if the network is trusted (a docker-compose network, for a metrics scraper)".into()),
+        );
+    }
+    Some(AdminConfig { addr })
+}
+
+fn build_access_log(
+    log: &Spanned<super::file::FileAccessLog>,
+    base: &Path,
+    p: &mut Problems<'_>,
+) -> Option<AccessLogConfig> {
+    let f = log.get_ref();
+    let format = match f.format.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("text") => AccessLogFormat::Text,
+        Some("json") => AccessLogFormat::Json,
+        Some(other) => {
+            p.push(
+                f.format.as_ref().map(Spanned::span),
+                "server.access_log.format",
+                format!("unknown format `{other}`"),
+                Some("use \"json\" or \"text\"".into()),
+            );
+            return None;
+        }
+    };
+    let target = match f.path.as_ref().map(|s| s.get_ref().as_str()) {
+        None | Some("stdout") => AccessLogTarget::Stdout,
+        Some("stderr") => AccessLogTarget::Stderr,
+        Some("") => {
+            p.push(
+                f.path.as_ref().map(Spanned::span),
+                "server.access_log.path",
+                "the path is empty",
+                Some("use \"stdout\", \"stderr\" or a file path".into()),
+            );
+            return None;
+        }
+        Some(path) => AccessLogTarget::File(base.join(path)),
+    };
+    Some(AccessLogConfig {
+        format,
+        target,
+        query: f.query.as_ref().is_some_and(|q| *q.get_ref()),
+    })
 }
 
 fn build_server(
     file: Option<Spanned<super::file::FileServer>>,
+    base: &Path,
     p: &mut Problems<'_>,
 ) -> ServerConfig {
     let mut server = ServerConfig::default();
@@ -343,6 +412,11 @@ fn build_server(
         server.max_connections = n;
     }
     server.workers = count(p, &f.workers, "server.workers", false);
+    server.access_log = f
+        .access_log
+        .as_ref()
+        .and_then(|a| build_access_log(a, base, p));
+    server.pid_file = f.pid_file.as_ref().map(|s| base.join(s.get_ref()));
     server
 }
 
@@ -871,9 +945,15 @@ upstream = "backend"
     fn every_schema_key_is_understood_by_serde() {
         // A file using every key in SCHEMA: if serde rejects one, the two lists drifted.
         let src = r#"
+[admin]
+addr = "127.0.0.1:9901"
+allow_remote = false
+
 [server]
 trusted_proxies = ["10.0.0.0/8"]
 shutdown_grace = "30s"
+access_log = { format = "json", path = "access.log", query = true }
+pid_file = "ferry.pid"
 handshake_timeout = "10s"
 header_read_timeout = "30s"
 max_connections = 100
@@ -917,6 +997,17 @@ websocket = { idle_timeout = "1h", max_lifetime = "12h", ping_interval = "30s", 
 "#;
         let c = parse_str(src).unwrap();
         assert_eq!(c.certificates[0].cert, Path::new("/etc/ferry/c.pem"));
+        assert_eq!(c.admin.as_ref().unwrap().addr.port(), 9901);
+        let log = c.server.access_log.as_ref().unwrap();
+        assert_eq!(log.format, AccessLogFormat::Json);
+        assert_eq!(
+            log.target,
+            AccessLogTarget::File("/etc/ferry/access.log".into())
+        );
+        assert_eq!(
+            c.server.pid_file.as_deref(),
+            Some(Path::new("/etc/ferry/ferry.pid"))
+        );
         assert_eq!(c.https_port(), Some(8443));
         assert_eq!(c.listeners[1].kind, ListenerKind::RedirectHttps);
         assert!(

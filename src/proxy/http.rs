@@ -39,6 +39,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// WebSocket tunnels outlive their request: they keep the drain waiting with this.
     pub drain: crate::server::drain::Watch,
+    /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
+    pub tls_version: Option<&'static str>,
 }
 
 impl ConnInfo {
@@ -55,11 +57,13 @@ pub async fn handle(
 ) -> Response<ProxyBody> {
     let json = wants_json(req.headers());
     let mut log = Box::new(RequestLog::new(
+        state.clone(),
         conn.client,
         req.method().clone(),
         req.version(),
         req.uri().clone(),
     ));
+    log.tls = conn.tls_version;
     let result = match target(&req) {
         // Phase 1: target.
         Ok(host) => {
@@ -90,10 +94,11 @@ async fn proxy(
     log: &mut RequestLog,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     // Phase 2: route.
-    let route = state
+    let (index, route) = state
         .route(host.as_str(), req.uri().path())
         .ok_or(ProxyError::NoRoute)?;
     log.route = Some(route.name.clone());
+    log.route_index = Some(index);
 
     // Phase 3: redirect routes answer here.
     let upstream = match &route.action {
@@ -112,6 +117,7 @@ async fn proxy(
             state,
             conn,
             route,
+            route_index: index,
             upstream,
             server: &server,
             host,
@@ -123,8 +129,12 @@ async fn proxy(
     // Phase 4: the upstream request.
     let upstream_req = upstream_request(req, state, conn, route, host, &server);
 
+    log.request_body = Some(upstream_req.body().progress());
+
     // Phase 5: send.
+    let sent = std::time::Instant::now();
     let (res, addr) = send(upstream, &server, route, upstream_req).await?;
+    log.upstream_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
     log.upstream_addr = Some(addr);
 
     // Phase 6: the response.

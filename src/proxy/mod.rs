@@ -15,7 +15,9 @@ pub mod websocket;
 
 use std::sync::Arc;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, RouteConfig};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::router::{Matcher, RouteTable};
 use crate::upstream::Upstream;
 
@@ -30,6 +32,13 @@ pub struct State {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Counts reloads: 1 for the configuration ferry started with.
     pub generation: u64,
+    pub metrics: Arc<Metrics>,
+    /// Indexed like `config.routes`.
+    pub route_metrics: Vec<RouteMetrics>,
+    /// For requests that matched no route.
+    pub unrouted: RouteMetrics,
+    /// `server.access_log`, opened once at start and kept across reloads.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// The current [`State`], swapped whole on reload.
@@ -38,7 +47,12 @@ pub type LiveState = Arc<arc_swap::ArcSwap<State>>;
 impl State {
     /// Builds the state for `config`. Upstreams whose settings did not change
     /// keep their pools from `previous`, so a reload drops no warm connections.
-    pub fn new(config: Arc<Config>, previous: Option<&State>, generation: u64) -> State {
+    pub fn new(
+        config: Arc<Config>,
+        previous: Option<&State>,
+        generation: u64,
+        metrics: Arc<Metrics>,
+    ) -> State {
         let routes = RouteTable::new(
             config
                 .routes
@@ -61,19 +75,32 @@ impl State {
                             .position(|old| old == u)
                             .map(|i| p.upstreams[i].clone())
                     })
-                    .unwrap_or_else(|| Arc::new(Upstream::new(u)))
+                    .unwrap_or_else(|| Arc::new(Upstream::new(u, &metrics)))
             })
             .collect();
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect();
+        let unrouted = metrics.unrouted();
+        let access_log = previous.and_then(|p| p.access_log.clone());
         State {
             config,
             routes,
             upstreams,
             generation,
+            metrics,
+            route_metrics,
+            unrouted,
+            access_log,
         }
     }
 
     /// The route for `host` and `path`, first match in file order.
-    pub fn route(&self, host: &str, path: &str) -> Option<&RouteConfig> {
-        self.routes.find(host, path).map(|i| &self.config.routes[i])
+    pub fn route(&self, host: &str, path: &str) -> Option<(usize, &RouteConfig)> {
+        self.routes
+            .find(host, path)
+            .map(|i| (i, &self.config.routes[i]))
     }
 }

@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ListenerConfig, ListenerKind};
+use crate::metrics::GaugeGuard;
 use crate::proxy::LiveState;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
@@ -145,7 +146,11 @@ async fn accept_loop(
 ) {
     let addr = bound.local_addr();
     let kind = bound.config.kind;
-    let listener = Arc::new(bound.config.clone());
+    let listener = Arc::new(Listener {
+        config: bound.config.clone(),
+        label: addr.to_string(),
+        acceptor,
+    });
     tracing::info!(listen.addr = %addr, kind = ?kind, "listening");
     loop {
         // At the connection cap, stop accepting: the kernel backlog absorbs bursts.
@@ -163,7 +168,6 @@ async fn accept_loop(
                     stream,
                     peer,
                     listener.clone(),
-                    acceptor.clone(),
                     shared.clone(),
                     permit,
                     watch.clone(),
@@ -188,17 +192,26 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
+/// One accepting socket's settings, shared by its connections.
+struct Listener {
+    config: ListenerConfig,
+    /// The bound address, for metrics labels (a configured port 0 becomes the real one).
+    label: String,
+    acceptor: Option<TlsAcceptor>,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    listener: Arc<ListenerConfig>,
-    acceptor: Option<TlsAcceptor>,
+    listener: Arc<Listener>,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
     mut watch: Watch,
 ) {
     let _ = stream.set_nodelay(true);
-    match (listener.kind, acceptor) {
+    let metrics = shared.live.load().metrics.clone();
+    let listen = &listener.label;
+    match (listener.config.kind, listener.acceptor.clone()) {
         (ListenerKind::Tls, Some(acceptor)) => {
             let handshake_timeout = shared.live.load().config.server.handshake_timeout;
             let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
@@ -207,25 +220,50 @@ async fn serve_connection(
                 () = watch.signaled() => return,
             };
             let tls = match tls {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(tls)) => {
+                    metrics.tls_handshake(listen);
+                    tls
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
+                    let reason = match e.kind() {
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                            "client_closed"
+                        }
+                        io::ErrorKind::InvalidData => "protocol",
+                        _ => "io",
+                    };
+                    metrics.tls_failure(listen, reason);
                     return;
                 }
                 Err(_) => {
+                    metrics.tls_failure(listen, "timeout");
                     tracing::debug!(timeout = ?handshake_timeout, "TLS handshake timed out");
                     return;
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+            let tls_version = match tls.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+                _ => None,
+            };
             let info = Arc::new(ConnInfo {
                 client: peer,
                 tls: true,
                 drain: watch.clone(),
+                tls_version,
             });
             let svc = proxy_service(shared.live.clone(), info);
+            let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
             if h2 {
-                serve_h2(TokioIo::new(tls), svc, listener.websocket_over_http2, watch).await;
+                serve_h2(
+                    TokioIo::new(tls),
+                    svc,
+                    listener.config.websocket_over_http2,
+                    watch,
+                )
+                .await;
             } else {
                 serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
             }
@@ -235,6 +273,7 @@ async fn serve_connection(
             let svc = service_fn(move |req: Request<Incoming>| async move {
                 Ok::<_, Infallible>(redirect_to_https(&req, https_port))
             });
+            let _open = GaugeGuard::new(metrics.connection(listen, "redirect"));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
         }
         _ => {
@@ -242,8 +281,10 @@ async fn serve_connection(
                 client: peer,
                 tls: false,
                 drain: watch.clone(),
+                tls_version: None,
             });
             let svc = proxy_service(shared.live.clone(), info);
+            let _open = GaugeGuard::new(metrics.connection(listen, "h1"));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
         }
     }

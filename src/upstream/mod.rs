@@ -18,6 +18,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::config::UpstreamConfig;
+use crate::metrics::{Metrics, UpstreamMetrics};
 pub use body::RequestBody;
 pub use pool::{Pool, SendError};
 
@@ -30,16 +31,18 @@ pub struct Upstream {
     next: AtomicUsize,
     /// Keep-alive connections to the servers.
     pool: Arc<Pool>,
+    pub metrics: UpstreamMetrics,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: &Metrics) -> Upstream {
         Upstream {
             name: config.name.clone(),
             servers: config.servers.clone(),
             next: AtomicUsize::new(0),
+            metrics: metrics.upstream(&config.name),
             pool: Pool::new(
                 config.connect_timeout,
                 config.pool_idle_timeout,
@@ -76,6 +79,12 @@ impl Upstream {
         req: Request<RequestBody>,
         read_timeout: Duration,
     ) -> Result<(Response<Incoming>, SocketAddr), SendError> {
-        self.pool.send(server, req, read_timeout).await
+        let started = std::time::Instant::now();
+        let result = self.pool.send(server, req, read_timeout).await;
+        match &result {
+            Ok(_) => self.metrics.response(started.elapsed().as_secs_f64()),
+            Err(e) => self.metrics.error(e.kind()),
+        }
+        result
     }
 }

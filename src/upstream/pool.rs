@@ -56,6 +56,20 @@ pub enum SendError {
     Timeout { timeout: Duration },
 }
 
+impl SendError {
+    /// A short, stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendError::Resolve { .. } => "resolve",
+            SendError::Connect { .. } => "connect",
+            SendError::ConnectTimeout { .. } => "connect_timeout",
+            SendError::Handshake { .. } => "handshake",
+            SendError::Exchange { .. } => "exchange",
+            SendError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// A connection waiting for its next request.
 struct Idle {
     sender: SendRequest<RequestBody>,

@@ -25,11 +25,17 @@ use tokio::sync::oneshot;
 /// Upper bound for any single network wait in a test.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
-pub async fn within<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .expect("timed out waiting on the network")
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`]; the
+/// failure names the line that waited.
+#[track_caller]
+pub fn within<T>(fut: impl Future<Output = T>) -> impl Future<Output = T> {
+    let caller = std::panic::Location::caller();
+    async move {
+        match tokio::time::timeout(WAIT, fut).await {
+            Ok(value) => value,
+            Err(_) => panic!("timed out after {WAIT:?} waiting on the network at {caller}"),
+        }
+    }
 }
 
 /// A CA made for one test, and leaf certificates it signs, written to a temp dir.
@@ -87,6 +93,7 @@ pub struct TestProxy {
     pub tls_addr: Option<SocketAddr>,
     pub plain_addr: Option<SocketAddr>,
     pub redirect_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     /// Reloads the config file (for proxies started with [`TestProxy::start_file`]).
     pub reloader: Arc<ferry::reload::Reloader>,
     pub config_path: Option<PathBuf>,
@@ -143,6 +150,7 @@ impl TestProxy {
         let tls_addr = ferry.addr(ListenerKind::Tls);
         let plain_addr = ferry.addr(ListenerKind::Plain);
         let redirect_addr = ferry.addr(ListenerKind::RedirectHttps);
+        let admin_addr = ferry.admin_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(ferry.serve(async move {
             let _ = rx.await;
@@ -152,6 +160,7 @@ impl TestProxy {
             tls_addr,
             plain_addr,
             redirect_addr,
+            admin_addr,
             reloader,
             config_path,
             shutdown: Some(tx),
@@ -167,6 +176,27 @@ impl TestProxy {
     pub async fn client_sni(&self, proto: Proto, sni: &str) -> Client {
         let addr = self.tls_addr.expect("config has a tls listener");
         Client::tls(addr, &self.ca, proto, sni).await
+    }
+
+    /// `method path` on the admin listener; returns (status, body).
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, String) {
+        let addr = self.admin_addr.expect("config has [admin]");
+        let mut c = Client::plain(addr).await;
+        let res = c
+            .fetch(
+                request(method, &addr.to_string(), path, false)
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await;
+        (res.status(), res.text().to_owned())
+    }
+
+    /// Starts the drain without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Starts the drain and waits for ferry's serve task to return.
@@ -793,6 +823,10 @@ impl FerryProcess {
                 return line;
             }
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM (what `docker stop` sends).

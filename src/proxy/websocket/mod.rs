@@ -31,7 +31,9 @@ use super::error::ProxyError;
 use super::headers::{self, Forwarded};
 use super::http::ConnInfo;
 use super::log::RequestLog;
+use crate::access_log::{AccessLog, Value, now_rfc3339, render};
 use crate::config::{RouteConfig, WebSocketConfig};
+use crate::metrics::GaugeGuard;
 use crate::upstream::{RequestBody, Upstream};
 use relay::{ClosedBy, RelayConfig, Summary};
 
@@ -110,6 +112,8 @@ pub struct Upgrade<'a> {
     pub state: &'a State,
     pub conn: &'a ConnInfo,
     pub route: &'a RouteConfig,
+    /// Index of `route` in the state (for its metrics).
+    pub route_index: usize,
     pub upstream: &'a Upstream,
     pub server: &'a Authority,
     pub host: &'a Authority,
@@ -178,6 +182,8 @@ pub async fn proxy(
         origin,
         kind: up.kind,
         path: log.uri.path().to_owned(),
+        host: up.host.to_string(),
+        access_log: up.state.access_log.clone(),
     };
     let config = RelayConfig {
         idle_timeout: up.route.websocket.idle_timeout,
@@ -186,8 +192,11 @@ pub async fn proxy(
         close_wait: CLOSE_WAIT.min(up.state.config.server.shutdown_grace),
     };
     let drain = up.conn.drain.clone();
+    let metrics = up.state.metrics.clone();
+    let active = up.state.route_metrics[up.route_index].ws_active.clone();
     tokio::spawn(async move {
         let started = Instant::now();
+        let _active = GaugeGuard::new(active);
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(both) => both,
             Err(e) => {
@@ -198,6 +207,7 @@ pub async fn proxy(
         let summary =
             relay::relay(TokioIo::new(client), TokioIo::new(upstream), config, drain).await;
         log_session(&session, &summary, started.elapsed());
+        metrics.websocket_ended(&session.route, summary.code, summary.closed_by.as_str());
     });
     Ok(response)
 }
@@ -300,13 +310,59 @@ struct Session {
     origin: Option<String>,
     kind: Handshake,
     path: String,
+    host: String,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// One line per session, at its end (target `ferry::websocket`).
 fn log_session(s: &Session, sum: &Summary, duration: Duration) {
+    let abnormal = sum.code == 1006 || sum.code == 1011;
+    if let Some(log) = &s.access_log {
+        let (time, client, upstream_addr) = (
+            now_rfc3339(),
+            s.client.to_string(),
+            s.upstream_addr.to_string(),
+        );
+        let line = render(
+            log.format,
+            &[
+                ("time", Some(Value::Str(&time))),
+                ("type", Some(Value::Str("websocket"))),
+                ("client", Some(Value::Str(&client))),
+                ("host", Some(Value::Str(&s.host))),
+                ("path", Some(Value::Str(&s.path))),
+                ("route", Some(Value::Str(&s.route))),
+                ("upstream", Some(Value::Str(&s.upstream))),
+                ("upstream_addr", Some(Value::Str(&upstream_addr))),
+                ("origin", s.origin.as_deref().map(Value::Str)),
+                (
+                    "http",
+                    Some(Value::Str(if s.kind == Handshake::Http2 {
+                        "HTTP/2.0"
+                    } else {
+                        "HTTP/1.1"
+                    })),
+                ),
+                (
+                    "duration_ms",
+                    Some(Value::Float(duration.as_secs_f64() * 1000.0)),
+                ),
+                ("bytes_in", Some(Value::Num(sum.bytes_up))),
+                ("bytes_out", Some(Value::Num(sum.bytes_down))),
+                ("messages_in", Some(Value::Num(sum.messages_up))),
+                ("messages_out", Some(Value::Num(sum.messages_down))),
+                ("close_code", Some(Value::Num(u64::from(sum.code)))),
+                ("closed_by", Some(Value::Str(sum.closed_by.as_str()))),
+                ("close_reason", Some(Value::Str(&sum.reason))),
+            ],
+        );
+        log.write(line);
+        if !abnormal || sum.closed_by == ClosedBy::Ferry {
+            return;
+        }
+    }
     let origin = s.origin.as_deref().unwrap_or("-");
     let duration_s = format_args!("{:.1}", duration.as_secs_f64());
-    let abnormal = sum.code == 1006 || sum.code == 1011;
     if abnormal && sum.closed_by != ClosedBy::Ferry {
         tracing::warn!(target: "ferry::websocket", route = %s.route, client.addr = %s.client, origin, path = %s.path,
             upstream = %s.upstream, upstream.addr = %s.upstream_addr, protocol = s.kind.label(), duration_s,

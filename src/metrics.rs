@@ -1,0 +1,419 @@
+//! Prometheus metrics, served on the admin listener only.
+//!
+//! Labels are bounded: route and upstream *names* from the config, status
+//! class, error kind, close code (known codes only), never a raw path or host.
+//! Per-request handles are looked up once per configuration generation
+//! ([`RouteMetrics`], [`UpstreamMetrics`]), so counting costs a few atomics.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamError {
+    upstream: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Connection {
+    listener: String,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeFailure {
+    listener: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionEnd {
+    route: String,
+    close_code: &'static str,
+    closed_by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabel {
+    certificate: String,
+}
+
+/// Every metric ferry exports. One per process; survives reloads.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteStatus, Counter>,
+    request_duration: Family<RouteLabel, Histogram>,
+    upstream_duration: Family<UpstreamLabel, Histogram>,
+    upstream_errors: Family<UpstreamError, Counter>,
+    connections: Family<Connection, Gauge>,
+    tls_handshakes: Family<ListenerLabel, Counter>,
+    tls_failures: Family<HandshakeFailure, Counter>,
+    ws_active: Family<RouteLabel, Gauge>,
+    ws_sessions: Family<SessionEnd, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    generation: Gauge,
+    cert_expiry: Family<CertLabel, Gauge>,
+    access_log_dropped: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ferry");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let request_duration = Family::<RouteLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_duration = Family::<UpstreamLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_errors = Family::<UpstreamError, Counter>::default();
+        let connections = Family::<Connection, Gauge>::default();
+        let tls_handshakes = Family::<ListenerLabel, Counter>::default();
+        let tls_failures = Family::<HandshakeFailure, Counter>::default();
+        let ws_active = Family::<RouteLabel, Gauge>::default();
+        let ws_sessions = Family::<SessionEnd, Counter>::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
+        let generation = Gauge::default();
+        let cert_expiry = Family::<CertLabel, Gauge>::default();
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body, by route",
+            request_duration.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Time from sending to an upstream to its response head",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed upstream requests, by upstream and kind",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Open client connections, by listener and protocol",
+            connections.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes, by listener",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Failed TLS handshakes, by listener and reason",
+            tls_failures.clone(),
+        );
+        registry.register(
+            "websocket_sessions_active",
+            "Open WebSocket sessions, by route",
+            ws_active.clone(),
+        );
+        registry.register(
+            "websocket_sessions",
+            "Ended WebSocket sessions, by route, close code and who closed",
+            ws_sessions.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "The configuration generation serving (1 at start)",
+            generation.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When each certificate expires (Unix time)",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "access_log_dropped_lines",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            connections,
+            tls_handshakes,
+            tls_failures,
+            ws_active,
+            ws_sessions,
+            reloads,
+            generation,
+            cert_expiry,
+            access_log_dropped,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Handles for one route, looked up once per configuration generation.
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let by_class = |class| {
+            self.requests.get_or_create_owned(&RouteStatus {
+                route: route.to_owned(),
+                status_class: class,
+            })
+        };
+        RouteMetrics {
+            by_class: [
+                by_class("1xx"),
+                by_class("2xx"),
+                by_class("3xx"),
+                by_class("4xx"),
+                by_class("5xx"),
+            ],
+            duration: self.request_duration.get_or_create_owned(&RouteLabel {
+                route: route.to_owned(),
+            }),
+            ws_active: self.ws_active.get_or_create_owned(&RouteLabel {
+                route: route.to_owned(),
+            }),
+        }
+    }
+
+    /// Counts a request that matched no route (404) or failed before routing (400).
+    pub fn unrouted(&self) -> RouteMetrics {
+        self.route("-")
+    }
+
+    pub fn upstream(&self, upstream: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            name: upstream.to_owned(),
+            duration: self.upstream_duration.get_or_create_owned(&UpstreamLabel {
+                upstream: upstream.to_owned(),
+            }),
+            errors: self.upstream_errors.clone(),
+        }
+    }
+
+    /// An open-connection gauge for `listener` and `protocol` (`h1`, `h2`, `redirect`).
+    pub fn connection(&self, listener: &str, protocol: &'static str) -> Gauge {
+        self.connections.get_or_create_owned(&Connection {
+            listener: listener.to_owned(),
+            protocol,
+        })
+    }
+
+    pub fn tls_handshake(&self, listener: &str) {
+        self.tls_handshakes
+            .get_or_create(&ListenerLabel {
+                listener: listener.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn tls_failure(&self, listener: &str, reason: &'static str) {
+        self.tls_failures
+            .get_or_create(&HandshakeFailure {
+                listener: listener.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn websocket_ended(&self, route: &str, code: u16, closed_by: &'static str) {
+        let close_code = close_code_label(code);
+        self.ws_sessions
+            .get_or_create(&SessionEnd {
+                route: route.to_owned(),
+                close_code,
+                closed_by,
+            })
+            .inc();
+    }
+
+    pub fn reload(&self, ok: bool, generation: u64) {
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+        self.generation.set(generation as i64);
+    }
+
+    /// Replaces the certificate expiry gauges with `certs` (path, expiry as Unix time).
+    pub fn certificates(&self, certs: impl IntoIterator<Item = (String, i64)>) {
+        self.cert_expiry.clear();
+        for (certificate, expiry) in certs {
+            self.cert_expiry
+                .get_or_create(&CertLabel { certificate })
+                .set(expiry);
+        }
+    }
+
+    pub fn access_log_dropped(&self) {
+        self.access_log_dropped.inc();
+    }
+}
+
+/// Known close codes keep their number; anything else is `other` (bounded labels).
+fn close_code_label(code: u16) -> &'static str {
+    match code {
+        1000 => "1000",
+        1001 => "1001",
+        1002 => "1002",
+        1003 => "1003",
+        1005 => "1005",
+        1006 => "1006",
+        1007 => "1007",
+        1008 => "1008",
+        1009 => "1009",
+        1010 => "1010",
+        1011 => "1011",
+        1012 => "1012",
+        1013 => "1013",
+        1014 => "1014",
+        3000..=4999 => "application",
+        _ => "other",
+    }
+}
+
+/// One route's counters.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    duration: Histogram,
+    pub ws_active: Gauge,
+}
+
+impl RouteMetrics {
+    pub fn request(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+/// One upstream's latency histogram and error counters.
+#[derive(Debug, Clone)]
+pub struct UpstreamMetrics {
+    pub name: String,
+    duration: Histogram,
+    errors: Family<UpstreamError, Counter>,
+}
+
+impl UpstreamMetrics {
+    pub fn response(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+
+    pub fn error(&self, kind: &'static str) {
+        self.errors
+            .get_or_create(&UpstreamError {
+                upstream: self.name.clone(),
+                kind,
+            })
+            .inc();
+    }
+}
+
+/// Keeps a gauge up for as long as it lives.
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: Gauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Shared by every part of the process.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_bounded_labels() {
+        let m = Metrics::new();
+        let api = m.route("api");
+        api.request(200, 0.01);
+        api.request(502, 0.2);
+        m.websocket_ended("ws", 4321, "client");
+        m.websocket_ended("ws", 1011, "upstream");
+        m.reload(true, 2);
+        let text = m.encode();
+        assert!(
+            text.contains("ferry_requests_total{route=\"api\",status_class=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_requests_total{route=\"api\",status_class=\"5xx\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("close_code=\"application\""), "{text}");
+        assert!(text.contains("ferry_config_generation 2"), "{text}");
+    }
+}
