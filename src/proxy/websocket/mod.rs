@@ -131,7 +131,11 @@ pub async fn proxy(
     let origin = match check_origin(&up.route.websocket, req.headers()) {
         Ok(origin) => origin,
         Err(e) => {
-            tracing::warn!(route = %up.route.name, client.addr = %up.conn.client, origin = ?req.headers().get(header::ORIGIN),
+            let origin = req
+                .headers()
+                .get(header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+            tracing::warn!(route = %up.route.name, client.addr = %up.conn.client, origin = origin.as_deref().unwrap_or("-"),
                 "WebSocket handshake refused: {e}");
             return Err(e);
         }
@@ -234,8 +238,6 @@ fn upstream_request(
         );
         h.insert("sec-websocket-version", HeaderValue::from_static("13"));
     }
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers::set_forwarded(
         h,
         &Forwarded {
@@ -246,6 +248,9 @@ fn upstream_request(
         },
     );
     up.route.request_headers.apply(h);
+    // Last, so no header edit can turn the handshake into a plain request.
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     parts.method = Method::GET;
     parts.uri = Upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;

@@ -237,6 +237,7 @@ where
         down: Half::default(),
         config,
         idle: Box::pin(tokio::time::sleep(config.idle_timeout)),
+        last_activity: Instant::now(),
         lifetime: config.max_lifetime.map(|d| Box::pin(tokio::time::sleep(d))),
         ping: config
             .ping_interval
@@ -259,6 +260,8 @@ struct Relay<C, U> {
     down: Half,
     config: RelayConfig,
     idle: Pin<Box<Sleep>>,
+    /// When bytes last moved either way; the idle timer is re-armed from here.
+    last_activity: Instant,
     lifetime: Option<Pin<Box<Sleep>>>,
     ping: Option<Pin<Box<Sleep>>>,
     /// Set once a close has begun: past it, the session ends regardless.
@@ -322,11 +325,9 @@ where
             this.close_both("ferry is shutting down");
         }
         if this.idle.as_mut().poll(cx).is_ready() {
-            if this.up.active || this.down.active {
-                this.up.active = false;
-                this.down.active = false;
-                let next = Instant::now() + this.config.idle_timeout;
-                this.idle.as_mut().reset(next);
+            let due = this.last_activity + this.config.idle_timeout;
+            if due > Instant::now() {
+                this.idle.as_mut().reset(due);
                 let _ = this.idle.as_mut().poll(cx);
             } else if this.close_deadline.is_none() {
                 let reason = format!("idle for {}", humanize(this.config.idle_timeout));
@@ -357,6 +358,11 @@ where
             .poll_move(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream));
         this.down
             .poll_move(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client));
+        if this.up.active || this.down.active {
+            this.up.active = false;
+            this.down.active = false;
+            this.last_activity = Instant::now();
+        }
 
         // The first Close frame seen decides who closed.
         if this.outcome.is_none() {
