@@ -86,6 +86,8 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
         }
     }
 
+    report.warnings.extend(unresolved_upstreams(config));
+
     // Routes an earlier route always takes (first match wins).
     let matchers: Vec<Matcher> = config
         .routes
@@ -203,4 +205,57 @@ fn date(t: SystemTime) -> String {
         ),
         Err(_) => "?".to_owned(),
     }
+}
+
+/// Upstream names that do not resolve *now*: a warning, not an error, since
+/// docker-compose services appear as their containers start.
+fn unresolved_upstreams(config: &Config) -> Vec<String> {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut asked = 0;
+    for u in &config.upstreams {
+        for server in &u.servers {
+            if server
+                .host()
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+            {
+                continue;
+            }
+            asked += 1;
+            let (tx, name, server) = (tx.clone(), u.name.to_string(), server.to_string());
+            std::thread::spawn(move || {
+                let ok = server
+                    .to_socket_addrs()
+                    .is_ok_and(|mut a| a.next().is_some());
+                let _ = tx.send((name, server, ok));
+            });
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut warnings = Vec::new();
+    let mut answered = 0;
+    while answered < asked {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((name, server, ok)) => {
+                answered += 1;
+                if !ok {
+                    warnings.push(format!(
+                        "upstream `{name}`: {server} does not resolve from here now (fine if it is a container that is not up yet; ferry resolves when connecting)"
+                    ));
+                }
+            }
+            Err(_) => {
+                warnings.push(format!(
+                    "{} upstream name(s) did not resolve within 3s",
+                    asked - answered
+                ));
+                break;
+            }
+        }
+    }
+    warnings.sort();
+    warnings
 }

@@ -16,6 +16,8 @@ Examples:
   ferry run -c /etc/ferry/proxy.toml
   ferry check -c proxy.toml      validate config, certificates and keys, like `nginx -t`
   ferry check --no-files -c proxy.toml.example
+  ferry route 'wss://example.com/api/v1/ws/42' -H 'Origin: https://example.com'
+  ferry cert dev --name app.localhost   a local CA (once) and a certificate browsers can trust
   ferry reload -c proxy.toml     reload the running ferry (or: kill -HUP <pid>, docker kill -s HUP <container>)
   FERRY_LOG=debug ferry          more logging (FERRY_LOG or RUST_LOG take tracing filters)
 
@@ -40,8 +42,52 @@ pub enum Command {
         /// (for a config whose files exist only inside the container).
         #[arg(long)]
         no_files: bool,
+        /// `text` for people, `json` for CI.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Explain what ferry would do with a request (listener, route, upstream,
+    /// headers, WebSocket origin check) without sending it.
+    Route {
+        /// e.g. https://example.com/api/x or wss://example.com:8000/ws
+        url: String,
+        /// The request method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// A request header, 'Name: value' (repeatable), e.g. -H 'Origin: https://app.example.com'.
+        #[arg(long = "header", short = 'H', value_name = "HEADER")]
+        headers: Vec<String>,
+    },
+    /// Certificates for local development.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
     },
     /// Tell the running ferry to reload its configuration (through the admin
     /// listener if `[admin]` is set, else by SIGHUP to `server.pid_file`).
     Reload,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a local CA (once; reused) and a certificate for localhost,
+    /// 127.0.0.1, ::1 and the given names; print how to trust the CA.
+    Dev {
+        /// Where the CA and certificate go.
+        #[arg(long, default_value = "certs-dev")]
+        out: PathBuf,
+        /// Extra names (DNS names or IP addresses) for the certificate (repeatable).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Replace an existing CA (browsers that trusted the old one must trust the new one).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Output format for `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }

@@ -21,6 +21,7 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

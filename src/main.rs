@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferry::app::{self, ConfigSource, Ferry, StartError};
-use ferry::cli::{Cli, Command};
+use ferry::cli::{CertCommand, Cli, Command, Format};
 use ferry::config::{Config, ListenerKind};
 
 fn main() -> ExitCode {
@@ -19,7 +19,15 @@ fn main() -> ExitCode {
     let source = app::config_source(cli.config.as_deref(), env.as_deref());
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(source),
-        Command::Check { no_files } => check(source, no_files),
+        Command::Check { no_files, format } => check(source, no_files, format),
+        Command::Route {
+            url,
+            method,
+            headers,
+        } => route(source, &url, &method, &headers),
+        Command::Cert {
+            command: CertCommand::Dev { out, names, force },
+        } => cert_dev(&out, &names, force),
         Command::Reload => reload(source),
     }
 }
@@ -109,33 +117,121 @@ fn run(source: ConfigSource) -> ExitCode {
     })
 }
 
-fn check(source: ConfigSource, no_files: bool) -> ExitCode {
+fn check(source: ConfigSource, no_files: bool, format: Format) -> ExitCode {
     let name = match &source {
         ConfigSource::File(path) => path.display().to_string(),
         ConfigSource::Embedded => "<embedded default>".to_owned(),
     };
-    let config = match load(&source) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("{e}\n\n{name}: check failed");
-            return ExitCode::FAILURE;
+    let (summary, errors, warnings) = match load(&source) {
+        Ok(config) => {
+            let report = ferry::check::check(&config, no_files);
+            (report.summary, report.errors, report.warnings)
         }
+        Err(e) => (String::new(), vec![e.to_string()], Vec::new()),
     };
-    let report = ferry::check::check(&config, no_files);
-    out(&report.summary);
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
+    if format == Format::Json {
+        let json = serde_json::json!({
+            "file": name,
+            "ok": errors.is_empty(),
+            "errors": errors,
+            "warnings": warnings,
+            "summary": summary,
+        });
+        out(&format!("{json}\n"));
+        return if errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
-    for e in &report.errors {
-        eprintln!("error: {e}");
+    out(&summary);
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (yellow, red, reset) = if color {
+        ("\x1b[33m", "\x1b[31m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    for w in &warnings {
+        eprintln!("{yellow}warning{reset}: {w}");
     }
-    if report.errors.is_empty() {
+    for e in &errors {
+        eprintln!("{red}error{reset}: {e}");
+    }
+    if errors.is_empty() {
         out(&format!("{name}: configuration OK\n"));
         ExitCode::SUCCESS
     } else {
-        eprintln!("{name}: check failed with {} error(s)", report.errors.len());
+        eprintln!("{name}: check failed with {} error(s)", errors.len());
         ExitCode::FAILURE
     }
+}
+
+fn route(source: ConfigSource, url: &str, method: &str, headers: &[String]) -> ExitCode {
+    let config = match load(&source) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probe = match ferry::explain::Probe::parse(url, method, headers) {
+        Ok(probe) => probe,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let names: Option<Vec<String>> = ferry::tls::load_certificates(&config.certificates)
+        .ok()
+        .map(|certs| certs.iter().flat_map(|c| c.info.names.clone()).collect());
+    let explanation = ferry::explain::explain(&config, &probe, names.as_deref());
+    out(&explanation.text);
+    if explanation.served {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn cert_dev(dir: &Path, names: &[String], force: bool) -> ExitCode {
+    if force {
+        let paths = ferry::tls::dev::DevCerts::in_dir(dir);
+        for p in [&paths.ca_cert, &paths.ca_key] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let certs = match ferry::tls::dev::ensure(dir, names, true) {
+        Ok(certs) => certs,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ca = certs.ca_cert.display();
+    let mut all: Vec<String> = ferry::tls::dev::LOCAL_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.extend(names.iter().cloned());
+    out(&format!(
+        "{status} {ca}\ncertificate for {names}:\n  {cert}\n  {key} (private key, mode 0600)\n\n\
+         Use them in proxy.toml:\n  [[certificate]]\n  cert = \"{cert}\"\n  key = \"{key}\"\n\n\
+         Trust the CA once per machine (then browsers show no warning):\n  \
+         Debian/Ubuntu:      sudo cp {ca} /usr/local/share/ca-certificates/ferry-dev.crt && sudo update-ca-certificates\n  \
+         Chromium/Firefox:   certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n ferry-dev -i {ca}\n  \
+         (Firefox profile):  certutil -d sql:$HOME/.mozilla/firefox/<profile> -A -t C,, -n ferry-dev -i {ca}\n  \
+         macOS:              sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}\n  \
+         curl:               curl --cacert {ca} https://localhost:8443/\n",
+        status = if certs.created_ca {
+            "created the local CA"
+        } else {
+            "reusing the local CA (pass --force to replace it)"
+        },
+        names = all.join(", "),
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    ));
+    ExitCode::SUCCESS
 }
 
 fn reload(source: ConfigSource) -> ExitCode {

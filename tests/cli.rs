@@ -310,3 +310,165 @@ upstream = "backend"
     ferry.line(|l| l.contains("drained cleanly")).await;
     assert_eq!(ferry.wait().await.code(), Some(0));
 }
+
+#[test]
+fn route_explains_the_incident_url() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let url = "wss://tlumaczeniamt.com.pl:8000/api/v1/communications/ws/current-user";
+    let out = ferry(&["route", "-c", "proxy.toml.example", url], root);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("No listener serves TLS on port 8000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("must go through ferry instead:\n    wss://tlumaczeniamt.com.pl/api/v1/communications/ws/current-user"), "{stdout}");
+    assert!(stdout.contains("1006"), "{stdout}");
+
+    let fixed = "wss://tlumaczeniamt.com.pl/api/v1/communications/ws/0b7e";
+    let out = ferry(
+        &[
+            "route",
+            "-c",
+            "proxy.toml.example",
+            fixed,
+            "-H",
+            "Origin: https://tlumaczeniamt.com.pl",
+        ],
+        root,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("route: 1 `websockets`"), "{stdout}");
+    assert!(
+        stdout.contains("upstream: `backend` → crm_translations_backend:8000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("RFC 8441"), "{stdout}");
+}
+
+#[test]
+fn check_json_for_ci() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ferry(
+        &[
+            "check",
+            "--no-files",
+            "--format",
+            "json",
+            "-c",
+            "proxy.toml.example",
+        ],
+        root,
+    );
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["summary"].as_str().unwrap().contains("1. websockets"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[[listen]]\naddr = \"nope\"\n").unwrap();
+    let out = ferry(&["check", "--format", "json", "-c", "bad.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("bad.toml:2:8: listen[0].addr: `nope` is not an address and port"),
+        "{v}"
+    );
+}
+
+/// `ferry cert dev`: a CA made once, a leaf that rustls and openssl both verify
+/// against it, served by a real ferry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_dev_makes_certificates_clients_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ferry(
+        &["cert", "dev", "--out", "dev", "--name", "app.localhost"],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("created the local CA dev/ca.pem"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("update-ca-certificates")
+            && stdout.contains("certutil")
+            && stdout.contains("security add-trusted-cert"),
+        "{stdout}"
+    );
+    let ca_before = std::fs::read(dir.path().join("dev/ca.pem")).unwrap();
+    let again = ferry(
+        &["cert", "dev", "--out", "dev", "--name", "app.localhost"],
+        dir.path(),
+    );
+    assert!(text(&again.stdout).contains("reusing the local CA"));
+    assert_eq!(
+        std::fs::read(dir.path().join("dev/ca.pem")).unwrap(),
+        ca_before,
+        "the CA is never replaced without --force"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["dev/ca-key.pem", "dev/localhost-key.pem"] {
+            let mode = std::fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+
+    // Serve it and verify it as clients do.
+    let backend = Backend::echo("b").await;
+    let config = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[certificate]]\ncert = \"dev/localhost.pem\"\nkey = \"dev/localhost-key.pem\"\n[upstream.b]\nservers = [\"{}\"]\n[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n",
+        backend.addr
+    );
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let ferry_process = FerryProcess::start(&path).await;
+    let ca = TestCa {
+        ca: ferry::tls::dev::PemPair {
+            cert: String::from_utf8(ca_before).unwrap(),
+            key: String::new(),
+        },
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for name in ["localhost", "app.localhost"] {
+        let mut c = Client::tls(ferry_process.addr, &ca, Proto::H2, name).await;
+        assert_eq!(c.get(name, "/").await.status(), 200, "{name}");
+    }
+    let openssl = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &ferry_process.addr.to_string(),
+            "-servername",
+            "app.localhost",
+            "-verify_return_error",
+            "-brief",
+        ])
+        .arg("-CAfile")
+        .arg(dir.path().join("dev/ca.pem"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let report = format!("{}{}", text(&openssl.stdout), text(&openssl.stderr));
+    assert!(
+        openssl.status.success() && report.contains("Verification: OK"),
+        "{report}"
+    );
+
+    let forced = ferry(&["cert", "dev", "--out", "dev", "--force"], dir.path());
+    assert!(text(&forced.stdout).contains("created the local CA"));
+    assert_ne!(
+        std::fs::read(dir.path().join("dev/ca.pem")).unwrap(),
+        ca.ca.cert.as_bytes()
+    );
+}

@@ -158,6 +158,18 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
                 format!("{addr} is listed twice"),
                 Some("remove one of the [[listen]] blocks".into()),
             );
+        } else if let Some(other) = seen_addrs.iter().find(|o| {
+            **o != addr
+                && addr.port() != 0
+                && o.port() == addr.port()
+                && (o.ip().is_unspecified() || addr.ip().is_unspecified())
+        }) {
+            p.push(
+                Some(l.addr.span()),
+                format!("{key}.addr"),
+                format!("{addr} conflicts with {other}: a wildcard address takes port {} on every interface", addr.port()),
+                Some("listen once on the wildcard address, or only on specific addresses".into()),
+            );
         }
         let tls = l.tls.as_ref().is_some_and(|t| *t.get_ref());
         let redirect = l.redirect_https.as_ref().is_some_and(|r| *r.get_ref());
@@ -1110,6 +1122,11 @@ upstrem = "backend"
                 "addr = \"127.0.0.1:8080\"",
                 "addr = \"localhost\"",
                 "is not an address and port",
+            ),
+            (
+                "addr = \"127.0.0.1:8080\"",
+                "addr = \"0.0.0.0:8080\"\n[[listen]]\naddr = \"127.0.0.1:8080\"",
+                "conflicts with 0.0.0.0:8080",
             ),
             (
                 "addr = \"127.0.0.1:8080\"",
