@@ -80,11 +80,24 @@ pub struct FileCertificate {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
-    pub servers: Spanned<Vec<Spanned<String>>>,
+    pub servers: Spanned<Vec<Spanned<FileServerEntry>>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub read_timeout: Option<Spanned<String>>,
     pub pool_idle_timeout: Option<Spanned<String>>,
     pub pool_max_idle: Option<Spanned<i64>>,
+    pub balance: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub max_fails: Option<Spanned<i64>>,
+    pub fail_timeout: Option<Spanned<String>>,
+    pub resolve_every: Option<Spanned<String>>,
+}
+
+/// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileServerEntry {
+    Addr(String),
+    Weighted { addr: String, weight: i64 },
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +207,11 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("read_timeout", Leaf),
             ("pool_idle_timeout", Leaf),
             ("pool_max_idle", Leaf),
+            ("balance", Leaf),
+            ("retries", Leaf),
+            ("max_fails", Leaf),
+            ("fail_timeout", Leaf),
+            ("resolve_every", Leaf),
         ]),
     ),
     (

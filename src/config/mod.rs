@@ -145,6 +145,28 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per server.
     pub pool_max_idle: usize,
+    /// Relative share of requests per server (same order as `servers`).
+    pub weights: Vec<u32>,
+    pub balance: Balance,
+    /// Extra attempts on other servers for a request that never reached one.
+    pub retries: u32,
+    /// Consecutive failures (connect errors, 5xx) that take a server out.
+    pub max_fails: u32,
+    /// How long a failed server stays out before it is tried again.
+    pub fail_timeout: Duration,
+    /// How long a DNS answer is used before names are resolved again.
+    pub resolve_every: Duration,
+}
+
+/// How an upstream spreads requests over its servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn, by weight.
+    RoundRobin,
+    /// The server with the fewest requests (and WebSocket sessions) in flight.
+    LeastRequests,
+    /// Of two servers picked at random, the less loaded (power of two choices).
+    RandomTwo,
 }
 
 /// `[[route]]`: which requests go where.

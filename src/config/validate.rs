@@ -11,11 +11,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{Problems, did_you_mean};
-use super::file::{FileConfig, FileHeaderOps, FileRoute, FileWebSocket, OneOrMany, SCHEMA, Shape};
+use super::file::{
+    FileConfig, FileHeaderOps, FileRoute, FileServerEntry, FileWebSocket, OneOrMany, SCHEMA, Shape,
+};
 use super::{
-    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, CertificateConfig, Config,
-    ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind, OriginPattern, RouteAction,
-    RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig, parse_duration,
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertificateConfig,
+    Config, ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind, OriginPattern,
+    RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig, parse_duration,
 };
 use crate::router::{HostPattern, PathMatch};
 
@@ -257,12 +259,54 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
         let key = format!("upstream.{}", uname.get_ref());
         let u = u.get_ref();
         let mut servers = Vec::new();
+        let mut weights = Vec::new();
         for (i, s) in u.servers.get_ref().iter().enumerate() {
-            match parse_server(s.get_ref()) {
-                Ok(auth) => servers.push(auth),
+            let (addr, weight) = match s.get_ref() {
+                FileServerEntry::Addr(a) => (a.as_str(), 1),
+                FileServerEntry::Weighted { addr, weight } => (addr.as_str(), *weight),
+            };
+            if !(1..=100).contains(&weight) {
+                p.push(
+                    Some(s.span()),
+                    format!("{key}.servers[{i}].weight"),
+                    format!("weight {weight} is out of range"),
+                    Some("use a weight from 1 to 100".into()),
+                );
+            }
+            match parse_server(addr) {
+                Ok(auth) => {
+                    servers.push(auth);
+                    weights.push(weight.clamp(1, 100) as u32);
+                }
                 Err(why) => p.push(Some(s.span()), format!("{key}.servers[{i}]"), why.0, why.1),
             }
         }
+        let balance = match u.balance.as_ref().map(|b| b.get_ref().as_str()) {
+            None | Some("round_robin") => Balance::RoundRobin,
+            Some("least_requests") => Balance::LeastRequests,
+            Some("random_two") => Balance::RandomTwo,
+            Some(other) => {
+                let help = did_you_mean(other, ["round_robin", "least_requests", "random_two"])
+                    .map_or(
+                        "use \"round_robin\", \"least_requests\" or \"random_two\"".to_owned(),
+                        |s| format!("did you mean `{s}`?"),
+                    );
+                p.push(
+                    u.balance.as_ref().map(Spanned::span),
+                    format!("{key}.balance"),
+                    format!("unknown balance `{other}`"),
+                    Some(help),
+                );
+                Balance::RoundRobin
+            }
+        };
+        let retries = count(p, &u.retries, &format!("{key}.retries"), true).unwrap_or(2) as u32;
+        let max_fails =
+            count(p, &u.max_fails, &format!("{key}.max_fails"), true).unwrap_or(3) as u32;
+        let fail_timeout =
+            duration(p, &u.fail_timeout, &key, "fail_timeout").unwrap_or(Duration::from_secs(10));
+        let resolve_every =
+            duration(p, &u.resolve_every, &key, "resolve_every").unwrap_or(Duration::from_secs(5));
         if u.servers.get_ref().is_empty() {
             p.push(
                 Some(u.servers.span()),
@@ -286,6 +330,12 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
             read_timeout,
             pool_idle_timeout,
             pool_max_idle,
+            weights,
+            balance,
+            retries,
+            max_fails,
+            fail_timeout,
+            resolve_every,
         });
     }
 
@@ -985,11 +1035,16 @@ cert = "c.pem"
 key = "k.pem"
 
 [upstream.backend]
-servers = ["http://backend:8000"]
+servers = ["http://backend:8000", { addr = "backend2:8000", weight = 3 }]
 connect_timeout = "5s"
 read_timeout = "60s"
 pool_idle_timeout = "4s"
 pool_max_idle = 8
+balance = "least_requests"
+retries = 1
+max_fails = 2
+fail_timeout = "30s"
+resolve_every = "10s"
 
 [[route]]
 name = "old"

@@ -28,7 +28,7 @@ use super::headers::{self, Forwarded};
 use super::log::RequestLog;
 use super::websocket;
 use crate::config::{RouteAction, RouteConfig};
-use crate::upstream::{RequestBody, SendError, Upstream};
+use crate::upstream::{RequestBody, SendError, Sent, Upstream};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -108,7 +108,6 @@ async fn proxy(
         RouteAction::Upstream(i) => &state.upstreams[*i],
     };
 
-    let server = upstream.pick().clone();
     log.upstream = Some(upstream.name.clone());
 
     // WebSocket handshakes take their own path from here (origin check, upgrade, relay).
@@ -119,7 +118,6 @@ async fn proxy(
             route,
             route_index: index,
             upstream,
-            server: &server,
             host,
             kind,
         };
@@ -127,15 +125,18 @@ async fn proxy(
     }
 
     // Phase 4: the upstream request.
-    let upstream_req = upstream_request(req, state, conn, route, host, &server);
+    let upstream_req = upstream_request(req, state, conn, route, host);
 
     log.request_body = Some(upstream_req.body().progress());
 
     // Phase 5: send.
     let sent = std::time::Instant::now();
-    let (res, addr) = send(upstream, &server, route, upstream_req).await?;
+    let done = send(upstream, route, upstream_req).await?;
     log.upstream_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
-    log.upstream_addr = Some(addr);
+    log.upstream_addr = Some(done.addr);
+    // The server counts this request as load until the response body ends.
+    log.load = Some(done.load);
+    let res = done.response;
 
     // Phase 6: the response.
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
@@ -196,7 +197,6 @@ fn upstream_request(
     conn: &ConnInfo,
     route: &RouteConfig,
     host: &Authority,
-    _server: &Authority,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     let from_http2 = parts.version == Version::HTTP_2;
@@ -231,16 +231,15 @@ fn upstream_request(
 
 /// Phase 5: send; the read timeout bounds the wait for the response head.
 async fn send(
-    upstream: &Upstream,
-    server: &Authority,
+    upstream: &Arc<Upstream>,
     route: &RouteConfig,
     req: Request<RequestBody>,
-) -> Result<(Response<Incoming>, SocketAddr), ProxyError> {
+) -> Result<Sent, ProxyError> {
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
     upstream
-        .send(server, req, read_timeout)
+        .send(req, read_timeout)
         .await
-        .map_err(|e| classify(upstream, server, e))
+        .map_err(|f| classify(upstream, &f.server, f.error))
 }
 
 /// Which side a send failure belongs to.

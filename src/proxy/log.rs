@@ -48,6 +48,8 @@ pub struct RequestLog {
     pub upstream_ms: Option<f64>,
     /// `TLSv1.3`, `TLSv1.2`, or `None` for cleartext.
     pub tls: Option<&'static str>,
+    /// The request's weight on its upstream server, released with the record.
+    pub load: Option<crate::upstream::Load>,
 }
 
 impl RequestLog {
@@ -64,6 +66,7 @@ impl RequestLog {
             request_body: None,
             upstream_ms: None,
             tls: None,
+            load: None,
             start: Instant::now(),
             client,
             method,

@@ -1,34 +1,91 @@
-//! Upstreams: a pool of keep-alive HTTP/1.1 connections per `[upstream.NAME]`
-//! ([`pool`]) and server selection.
+//! Upstreams: server selection ([`Upstream::send`]: balancing, passive
+//! health, retries), keep-alive connections ([`pool`]) and name resolution ([`dns`]).
 //!
-//! Names are resolved when a connection is opened (never at start-up), so
-//! ferry starts while docker-compose is still starting the backend, and a
-//! restarted container's new address is picked up by the next connection.
+//! Names are resolved when a connection is opened (never at start-up, cached
+//! for `resolve_every`), so ferry starts while docker-compose is still starting
+//! the backend, and a restarted container's new address is picked up.
 
 pub mod body;
+pub mod dns;
 pub mod pool;
 
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::config::UpstreamConfig;
+use crate::config::{Balance, UpstreamConfig};
 use crate::metrics::{Metrics, UpstreamMetrics};
 pub use body::RequestBody;
 pub use pool::{Pool, SendError};
+
+/// One server of an upstream, with what balancing and health need.
+#[derive(Debug)]
+struct Server {
+    authority: Authority,
+    /// Requests (and WebSocket sessions) in flight.
+    in_flight: AtomicUsize,
+    /// Consecutive failures.
+    fails: AtomicU32,
+    /// Out of rotation until then (passive health).
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Server {
+    fn available(&self, now: Instant) -> bool {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| now >= t)
+    }
+}
+
+/// Counts a request (or a WebSocket session) against its server until dropped.
+#[derive(Debug)]
+pub struct Load(Arc<Upstream>, usize);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.servers[self.1]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response from one of the servers.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    /// The address that answered (after DNS).
+    pub addr: SocketAddr,
+    pub server: Authority,
+    /// Keep this while the response (or the tunnel) lives.
+    pub load: Load,
+}
+
+/// The last failure, after retries.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: SendError,
+    pub server: Authority,
+}
 
 /// One `[upstream.NAME]` ready to take requests.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: Arc<str>,
-    servers: Vec<Authority>,
-    /// Round-robin cursor.
-    next: AtomicUsize,
+    servers: Vec<Server>,
+    /// Server indices repeated by weight: the round-robin order.
+    rotation: Vec<usize>,
+    cursor: AtomicUsize,
+    balance: Balance,
+    retries: u32,
+    max_fails: u32,
+    fail_timeout: Duration,
     /// Keep-alive connections to the servers.
     pool: Arc<Pool>,
     pub metrics: UpstreamMetrics,
@@ -38,29 +95,51 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig, metrics: &Metrics) -> Upstream {
+        let servers = config
+            .servers
+            .iter()
+            .map(|a| Server {
+                authority: a.clone(),
+                in_flight: AtomicUsize::new(0),
+                fails: AtomicU32::new(0),
+                down_until: Mutex::new(None),
+            })
+            .collect();
+        let rotation = config
+            .weights
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| std::iter::repeat_n(i, *w as usize))
+            .collect::<Vec<_>>();
+        let rotation = if rotation.is_empty() {
+            (0..config.servers.len()).collect()
+        } else {
+            rotation
+        };
         Upstream {
             name: config.name.clone(),
-            servers: config.servers.clone(),
-            next: AtomicUsize::new(0),
+            servers,
+            rotation,
+            cursor: AtomicUsize::new(0),
+            balance: config.balance,
+            retries: config.retries,
+            max_fails: config.max_fails,
+            fail_timeout: config.fail_timeout,
             metrics: metrics.upstream(&config.name),
             pool: Pool::new(
                 config.connect_timeout,
                 config.pool_idle_timeout,
                 config.pool_max_idle,
+                config.resolve_every,
             ),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
         }
     }
 
-    /// The next server, round robin.
-    pub fn pick(&self) -> &Authority {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        &self.servers[i % self.servers.len()]
-    }
-
-    pub fn servers(&self) -> &[Authority] {
-        &self.servers
+    /// The configured servers.
+    pub fn servers(&self) -> Vec<&Authority> {
+        self.servers.iter().map(|s| &s.authority).collect()
     }
 
     /// The request target for an HTTP/1.1 upstream: origin-form `/path?query`.
@@ -71,20 +150,205 @@ impl Upstream {
         Uri::from(pq)
     }
 
-    /// Sends `req` (origin-form URI) to `server`. The connect timeout applies to
-    /// a new connection; `read_timeout` to the response head after that.
+    /// Sends `req` (origin-form URI) to a server chosen by the balancing rule.
+    /// A request that never reached a server (refused, unresolvable, connect
+    /// timeout) is tried on another, up to `retries` more times; once any byte
+    /// was sent it is never retried. The connect timeout bounds each new
+    /// connection; `read_timeout` the wait for the response head.
     pub async fn send(
-        &self,
-        server: &Authority,
+        self: &Arc<Self>,
         req: Request<RequestBody>,
         read_timeout: Duration,
-    ) -> Result<(Response<Incoming>, SocketAddr), SendError> {
-        let started = std::time::Instant::now();
-        let result = self.pool.send(server, req, read_timeout).await;
-        match &result {
-            Ok(_) => self.metrics.response(started.elapsed().as_secs_f64()),
-            Err(e) => self.metrics.error(e.kind()),
+    ) -> Result<Sent, Failed> {
+        let mut req = req;
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let index = self
+                .pick(&tried)
+                .expect("an upstream has at least one server");
+            let server = &self.servers[index];
+            server.in_flight.fetch_add(1, Ordering::Relaxed);
+            let load = Load(self.clone(), index);
+            let started = Instant::now();
+            match self.pool.send(&server.authority, req, read_timeout).await {
+                Ok((response, addr)) => {
+                    self.metrics.response(started.elapsed().as_secs_f64());
+                    if response.status().is_server_error() {
+                        self.failed(index);
+                    } else {
+                        server.fails.store(0, Ordering::Relaxed);
+                    }
+                    return Ok(Sent {
+                        response,
+                        addr,
+                        server: server.authority.clone(),
+                        load,
+                    });
+                }
+                Err((error, unsent)) => {
+                    self.metrics.error(error.kind());
+                    // A timeout waiting for an answer says nothing about reachability.
+                    if !matches!(error, SendError::Timeout { .. }) {
+                        self.failed(index);
+                    }
+                    tried.push(index);
+                    let can_retry =
+                        tried.len() <= self.retries as usize && tried.len() < self.servers.len();
+                    match unsent {
+                        Some(back) if can_retry => {
+                            tracing::debug!(upstream = %self.name, server = %server.authority, error = %error, "not sent; trying another server");
+                            req = back;
+                        }
+                        _ => {
+                            return Err(Failed {
+                                error,
+                                server: server.authority.clone(),
+                            });
+                        }
+                    }
+                }
+            }
         }
-        result
+    }
+
+    /// Records a failure; `max_fails` in a row take the server out for `fail_timeout`.
+    fn failed(&self, index: usize) {
+        let server = &self.servers[index];
+        let fails = server.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_fails > 0 && fails >= self.max_fails && self.servers.len() > 1 {
+            let mut down = server.down_until.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if down.is_none_or(|t| now >= t) {
+                tracing::warn!(upstream = %self.name, server = %server.authority, fails, out_for = ?self.fail_timeout,
+                    "taking a failing server out of rotation");
+            }
+            *down = Some(now + self.fail_timeout);
+            server.fails.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The next server by the balancing rule, skipping `tried`, preferring
+    /// healthy ones; never leaves an upstream with no server at all.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        let untried: Vec<usize> = (0..self.servers.len())
+            .filter(|i| !tried.contains(i))
+            .collect();
+        if untried.is_empty() {
+            return None;
+        }
+        let healthy: Vec<usize> = untried
+            .iter()
+            .copied()
+            .filter(|&i| self.servers[i].available(now))
+            .collect();
+        let pool = if healthy.is_empty() { untried } else { healthy };
+        let load = |i: usize| self.servers[i].in_flight.load(Ordering::Relaxed);
+        let turn = self.cursor.fetch_add(1, Ordering::Relaxed);
+        Some(match self.balance {
+            Balance::RoundRobin => (0..self.rotation.len())
+                .map(|k| self.rotation[(turn + k) % self.rotation.len()])
+                .find(|i| pool.contains(i))
+                .unwrap_or(pool[0]),
+            Balance::LeastRequests => {
+                // Ties go round robin, so equal servers share the load.
+                (0..pool.len())
+                    .map(|k| pool[(turn + k) % pool.len()])
+                    .min_by_key(|&i| load(i))
+                    .unwrap_or(pool[0])
+            }
+            Balance::RandomTwo => {
+                let a = pool[random(turn) % pool.len()];
+                let b = pool[random(turn ^ 0x9e37_79b9) % pool.len()];
+                if load(b) < load(a) { b } else { a }
+            }
+        })
+    }
+}
+
+/// A cheap pseudo-random number (balancing needs spread, not secrecy).
+fn random(seed: usize) -> usize {
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    STATE
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(seed) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(n: usize, balance: Balance, weights: Vec<u32>) -> Arc<Upstream> {
+        let config = UpstreamConfig {
+            name: "u".into(),
+            servers: (0..n)
+                .map(|i| format!("s{i}:80").parse().unwrap())
+                .collect(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(1),
+            pool_max_idle: 1,
+            weights,
+            balance,
+            retries: 2,
+            max_fails: 2,
+            fail_timeout: Duration::from_secs(60),
+            resolve_every: Duration::from_secs(5),
+        };
+        Arc::new(Upstream::new(&config, &Metrics::new()))
+    }
+
+    fn counts(u: &Upstream, n: usize) -> Vec<usize> {
+        let mut c = vec![0; u.servers.len()];
+        for _ in 0..n {
+            c[u.pick(&[]).unwrap()] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_follows_weights() {
+        assert_eq!(
+            counts(&upstream(3, Balance::RoundRobin, vec![1, 1, 1]), 30),
+            [10, 10, 10]
+        );
+        assert_eq!(
+            counts(&upstream(2, Balance::RoundRobin, vec![1, 3]), 40),
+            [10, 30]
+        );
+    }
+
+    #[test]
+    fn least_requests_avoids_the_busy_server() {
+        let u = upstream(3, Balance::LeastRequests, vec![1, 1, 1]);
+        u.servers[0].in_flight.store(5, Ordering::Relaxed);
+        let c = counts(&u, 30);
+        assert_eq!(c[0], 0);
+        assert_eq!(c[1] + c[2], 30);
+        assert!(c[1] > 0 && c[2] > 0, "ties alternate: {c:?}");
+    }
+
+    #[test]
+    fn random_two_spreads_and_prefers_the_idle() {
+        let u = upstream(4, Balance::RandomTwo, vec![1, 1, 1, 1]);
+        assert!(counts(&u, 400).iter().all(|&n| n > 40));
+        u.servers[2].in_flight.store(100, Ordering::Relaxed);
+        let c = counts(&u, 400);
+        assert!(c[2] < 40, "{c:?}");
+    }
+
+    #[test]
+    fn failing_servers_are_taken_out_but_never_all() {
+        let u = upstream(2, Balance::RoundRobin, vec![1, 1]);
+        u.failed(0);
+        u.failed(0);
+        assert_eq!(counts(&u, 10), [0, 10]);
+        u.failed(1);
+        u.failed(1);
+        // Both out: still served.
+        assert_eq!(counts(&u, 10).iter().sum::<usize>(), 10);
+        assert_eq!(u.pick(&[0, 1]), None);
+        assert_eq!(u.pick(&[0]), Some(1));
     }
 }

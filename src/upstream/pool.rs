@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::{Progress, RequestBody};
+use super::dns::DnsCache;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,9 @@ struct Idle {
 /// Idle connections per server, and how to open new ones.
 pub struct Pool {
     idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    dns: DnsCache,
+    /// Rotates the first address tried when a name has several.
+    next_addr: AtomicUsize,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
@@ -96,9 +101,16 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration, max_idle: usize) -> Arc<Pool> {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+        resolve_every: Duration,
+    ) -> Arc<Pool> {
         Arc::new(Pool {
             idle: Mutex::new(HashMap::new()),
+            dns: DnsCache::new(resolve_every),
+            next_addr: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
             max_idle,
@@ -110,12 +122,17 @@ impl Pool {
     /// closed it) is retried once on a fresh connection. Returns the response
     /// and the address it came from. The connection goes back to the pool
     /// when the response body is done (unless the response upgraded it).
+    /// When no byte of the request reached the server, the error comes with
+    /// the request, which may then be tried elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         server: &Authority,
         req: Request<RequestBody>,
         read_timeout: Duration,
-    ) -> Result<(Response<hyper::body::Incoming>, SocketAddr), SendError> {
+    ) -> Result<
+        (Response<hyper::body::Incoming>, SocketAddr),
+        (SendError, Option<Request<RequestBody>>),
+    > {
         let progress = req.body().progress();
         let mut req = req;
         if let Some(idle) = self.checkout(server) {
@@ -123,7 +140,8 @@ impl Pool {
                 mut sender, addr, ..
             } = idle;
             progress.touch();
-            match head_within(sender.try_send_request(req), &progress, read_timeout).await? {
+            let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
+            match head.map_err(|e| (e, None))? {
                 Ok(res) => {
                     self.checkin_when_ready(server, sender, addr);
                     return Ok((res, addr));
@@ -135,21 +153,36 @@ impl Pool {
                         req = unsent;
                     }
                     None => {
-                        return Err(SendError::Exchange {
-                            source: e.into_error(),
-                        });
+                        return Err((
+                            SendError::Exchange {
+                                source: e.into_error(),
+                            },
+                            None,
+                        ));
                     }
                 },
             }
         }
-        let (mut sender, addr) = self.connect(server).await?;
+        let (mut sender, addr) = match self.connect(server).await {
+            Ok(conn) => conn,
+            Err(e) => return Err((e, Some(req))),
+        };
         progress.touch();
-        match head_within(sender.send_request(req), &progress, read_timeout).await? {
+        let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
+        match head.map_err(|e| (e, None))? {
             Ok(res) => {
                 self.checkin_when_ready(server, sender, addr);
                 Ok((res, addr))
             }
-            Err(source) => Err(SendError::Exchange { source }),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                Err((
+                    SendError::Exchange {
+                        source: e.into_error(),
+                    },
+                    unsent,
+                ))
+            }
         }
     }
 
@@ -158,7 +191,12 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(server)?;
         while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < self.idle_timeout && conn.sender.is_ready() {
+            // Retire connections to addresses the name no longer resolves to
+            // (a restarted container's old IP).
+            if conn.since.elapsed() < self.idle_timeout
+                && conn.sender.is_ready()
+                && self.dns.still_current(server, conn.addr)
+            {
                 return Some(conn);
             }
         }
@@ -206,7 +244,9 @@ impl Pool {
     ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
         let timeout = self.connect_timeout;
         let stream = tokio::time::timeout(timeout, async {
-            let addrs = tokio::net::lookup_host(server.as_str())
+            let addrs = self
+                .dns
+                .resolve(server)
                 .await
                 .map_err(|source| SendError::Resolve {
                     server: server.clone(),
@@ -214,7 +254,10 @@ impl Pool {
                 })?;
             let mut last =
                 io::Error::new(io::ErrorKind::NotFound, "the name resolved to no addresses");
-            for addr in addrs {
+            // Every address is used: start at a different one each time.
+            let first = self.next_addr.fetch_add(1, Ordering::Relaxed);
+            for k in 0..addrs.len() {
+                let addr = addrs[(first + k) % addrs.len()];
                 match TcpStream::connect(addr).await {
                     Ok(stream) => return Ok((stream, addr)),
                     Err(e) => last = e,

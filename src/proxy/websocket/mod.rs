@@ -114,8 +114,7 @@ pub struct Upgrade<'a> {
     pub route: &'a RouteConfig,
     /// Index of `route` in the state (for its metrics).
     pub route_index: usize,
-    pub upstream: &'a Upstream,
-    pub server: &'a Authority,
+    pub upstream: &'a Arc<Upstream>,
     pub host: &'a Authority,
     pub kind: Handshake,
 }
@@ -146,11 +145,12 @@ pub async fn proxy(
     let key = (up.kind == Handshake::Http2).then(new_key);
     let upstream_req = upstream_request(&up, req, key.as_deref());
     let read_timeout = up.route.read_timeout.unwrap_or(up.upstream.read_timeout);
-    let (mut res, addr) = up
+    let sent = up
         .upstream
-        .send(up.server, upstream_req, read_timeout)
+        .send(upstream_req, read_timeout)
         .await
-        .map_err(|e| super::http::classify(up.upstream, up.server, e))?;
+        .map_err(|f| super::http::classify(up.upstream, &f.server, f.error))?;
+    let (mut res, addr, load, server) = (sent.response, sent.addr, sent.load, sent.server);
     log.upstream_addr = Some(addr);
 
     // Any answer but 101 goes back as it is (a 403 from the backend, a redirect...).
@@ -169,7 +169,7 @@ pub async fn proxy(
         if accept != Some(accept_key(key.as_bytes()).as_bytes()) {
             return Err(ProxyError::UpstreamFailed {
                 upstream: up.upstream.name.to_string(),
-                server: up.server.to_string(),
+                server: server.to_string(),
                 source: "the upstream's 101 has a wrong Sec-WebSocket-Accept".into(),
             });
         }
@@ -199,6 +199,8 @@ pub async fn proxy(
     let metrics = up.state.metrics.clone();
     let active = up.state.route_metrics[up.route_index].ws_active.clone();
     tokio::spawn(async move {
+        // The session counts as load on its server (least_requests) while it lasts.
+        let _load = load;
         let started = Instant::now();
         let _active = GaugeGuard::new(active);
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
