@@ -135,6 +135,10 @@ impl Pool {
     > {
         let progress = req.body().progress();
         let mut req = req;
+        // Refresh the name's addresses when the cached answer is old, so that
+        // pooled connections to an address it no longer has are retired below.
+        // A failed lookup keeps the pooled connections in use.
+        let _ = self.dns.resolve(server).await;
         if let Some(idle) = self.checkout(server) {
             let Idle {
                 mut sender, addr, ..
