@@ -142,7 +142,7 @@ impl Ferry {
     /// Serves until `shutdown` resolves, then drains within `server.shutdown_grace`.
     /// While serving, changes to the config file and certificates are reloaded.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let watcher = tokio::spawn(crate::reload::watch(self.reloader.clone()));
+        let watcher = tokio::spawn(crate::reload::FileWatch::start(self.reloader.clone()).run());
         let admin = self.admin.map(|listener| {
             let admin = crate::admin::Admin {
                 live: self.live.clone(),

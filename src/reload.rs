@@ -181,29 +181,49 @@ impl Reloader {
 /// How long file events must stop before a reload (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Also looks at the files' contents every so often even without events, in
+/// case an event was missed (network filesystems, overflowing inotify queues).
+const POLL: Duration = Duration::from_secs(5);
+
 /// Watches the directories of the config file and every certificate and key
 /// (files are often replaced by rename: editors, `docker cp`, Kubernetes
-/// ConfigMaps), and reloads when their contents change. Runs until dropped.
-pub async fn watch(reloader: Arc<Reloader>) {
-    use notify::Watcher;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = match notify::recommended_watcher(
-        move |event: notify::Result<notify::Event>| {
+/// ConfigMaps) and reloads when their contents change.
+pub struct FileWatch {
+    reloader: Arc<Reloader>,
+    watcher: Option<notify::RecommendedWatcher>,
+    events: tokio::sync::mpsc::UnboundedReceiver<()>,
+    watched: HashSet<PathBuf>,
+}
+
+impl FileWatch {
+    /// Starts watching now (so a change made right after start-up is seen).
+    pub fn start(reloader: Arc<Reloader>) -> FileWatch {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // Reads (ours included: the fingerprint opens the files) are not changes.
             if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = tx.send(());
             }
-        },
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch files for changes; reload with SIGHUP instead");
+        })
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot watch files for changes; checking every 5s (or reload with SIGHUP)"))
+        .ok();
+        let mut watch = FileWatch {
+            reloader,
+            watcher,
+            events,
+            watched: HashSet::new(),
+        };
+        watch.add_directories();
+        watch
+    }
+
+    /// Watches the directories of the files in use (they change with reloads).
+    fn add_directories(&mut self) {
+        use notify::Watcher;
+        let Some(watcher) = &mut self.watcher else {
             return;
-        }
-    };
-    let mut watched: HashSet<PathBuf> = HashSet::new();
-    loop {
-        for file in reloader.files() {
+        };
+        for file in self.reloader.files() {
             let dir = file
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -212,19 +232,30 @@ pub async fn watch(reloader: Arc<Reloader>) {
             } else {
                 dir
             };
-            if watched.insert(dir.clone()) {
+            if self.watched.insert(dir.clone()) {
                 if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory for changes");
                 }
             }
         }
-        if rx.recv().await.is_none() {
+    }
+
+    /// Reloads on changes until dropped.
+    pub async fn run(mut self) {
+        if self.reloader.path.is_none() {
             return;
         }
-        // Let the burst of events settle.
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-        if reloader.changed_on_disk() {
-            let _ = reloader.reload("file change").await;
+        loop {
+            // An event, or the periodic look.
+            if let Ok(None) = tokio::time::timeout(POLL, self.events.recv()).await {
+                return;
+            }
+            // Let the burst of events settle.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.events.recv()).await {}
+            if self.reloader.changed_on_disk() {
+                let _ = self.reloader.reload("file change").await;
+                self.add_directories();
+            }
         }
     }
 }
