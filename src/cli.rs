@@ -17,6 +17,7 @@ Examples:
   ferry check -c proxy.toml      validate config, certificates and keys, like `nginx -t`
   ferry check --no-files -c proxy.toml.example
   ferry route 'wss://example.com/api/v1/ws/42' -H 'Origin: https://example.com'
+  ferry probe wss://localhost:8443/ws --ca certs-dev/ca.pem --origin https://localhost:8443
   ferry cert dev --name app.localhost   a local CA (once) and a certificate browsers can trust
   ferry reload -c proxy.toml     reload the running ferry (or: kill -HUP <pid>, docker kill -s HUP <container>)
   FERRY_LOG=debug ferry          more logging (FERRY_LOG or RUST_LOG take tracing filters)
@@ -57,6 +58,18 @@ pub enum Command {
         /// A request header, 'Name: value' (repeatable), e.g. -H 'Origin: https://app.example.com'.
         #[arg(long = "header", short = 'H', value_name = "HEADER")]
         headers: Vec<String>,
+    },
+    /// Send a real request (or WebSocket handshake) and report each step:
+    /// DNS, TCP, TLS, HTTP, upgrade, first echo — and what failed first.
+    Probe {
+        /// e.g. https://localhost:8443/ or wss://localhost:8443/ws
+        url: String,
+        /// A PEM CA certificate to verify the server with (e.g. certs-dev/ca.pem).
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Send this Origin header (what a browser page on that origin sends).
+        #[arg(long)]
+        origin: Option<String>,
     },
     /// Certificates for local development.
     Cert {

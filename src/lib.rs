@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod explain;
 pub mod metrics;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod router;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             method,
             headers,
         } => route(source, &url, &method, &headers),
+        Command::Probe { url, ca, origin } => probe(&url, ca.as_deref(), origin.as_deref()),
         Command::Cert {
             command: CertCommand::Dev { out, names, force },
         } => cert_dev(&out, &names, force),
@@ -333,4 +334,24 @@ async fn post_reload(addr: std::net::SocketAddr) -> Result<(u16, String), String
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn probe(url: &str, ca: Option<&Path>, origin: Option<&str>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(ferry::probe::probe(url, ca, origin));
+    out(&report.text);
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -472,3 +472,76 @@ async fn cert_dev_makes_certificates_clients_verify() {
         ca.ca.cert.as_bytes()
     );
 }
+
+/// `ferry probe` against a running ferry: a working WebSocket, a refused
+/// origin, a dead upstream, and a port nothing listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_walks_each_step_and_names_the_first_failure() {
+    let ws_backend = WsBackend::start().await;
+    let dead = dead_addr().await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf("localhost", &["localhost"]);
+    let config = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [upstream.ws]\nservers = [\"{}\"]\n[upstream.down]\nservers = [\"{dead}\"]\n\
+         [[route]]\nname = \"ws\"\npath_prefix = \"/ws\"\nupstream = \"ws\"\n\
+         websocket = {{ allowed_origins = [\"https://app.test\"] }}\n\
+         [[route]]\nname = \"down\"\npath_prefix = \"/\"\nupstream = \"down\"\n",
+        cert.display(),
+        key.display(),
+        ws_backend.addr
+    );
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let running = FerryProcess::start(&path).await;
+    let port = running.addr.port();
+    let ca_path = ca.ca_path();
+    let probe = |url: String, origin: &'static str| {
+        let ca_path = ca_path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut cmd = Command::new(FERRY);
+                cmd.args(["probe", &url, "--ca"]).arg(&ca_path);
+                if !origin.is_empty() {
+                    cmd.args(["--origin", origin]);
+                }
+                cmd.output().unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let ok = probe(format!("wss://localhost:{port}/ws/x"), "https://app.test").await;
+    let text_ok = text(&ok.stdout);
+    assert!(ok.status.success(), "{text_ok}");
+    for step in [
+        "ok   tcp",
+        "ok   tls       TLS 1.3, ALPN http/1.1",
+        "ok   cert      names localhost",
+        "ok   trust     verified",
+        "ok   upgrade   101",
+        "ok   echo      reply: \"ferry probe\"",
+    ] {
+        assert!(text_ok.contains(step), "{step} missing:\n{text_ok}");
+    }
+
+    let refused = probe(format!("wss://localhost:{port}/ws/x"), "https://evil.test").await;
+    let t = text(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        t.contains("FAIL upgrade   403 Forbidden instead of 101") && t.contains("allowed_origins"),
+        "{t}"
+    );
+
+    let down = probe(format!("https://localhost:{port}/"), "").await;
+    let t = text(&down.stdout);
+    assert!(
+        t.contains("ferry answered 502") && t.contains("its upstream is down"),
+        "{t}"
+    );
+
+    let nowhere = probe(format!("wss://localhost:{}/ws/x", dead.port()), "").await;
+    let t = text(&nowhere.stdout);
+    assert!(t.contains("FAIL tcp") && t.contains("1006"), "{t}");
+}

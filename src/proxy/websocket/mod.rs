@@ -287,7 +287,7 @@ fn client_response(
 }
 
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64.
-fn new_key() -> String {
+pub fn new_key() -> String {
     let mut bytes = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
         // Uniqueness, not secrecy, is what the key needs.
