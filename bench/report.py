@@ -324,8 +324,9 @@ def summarize(a):
                 r = ratio(tid, key, p)
                 row.append("%.2f×" % r if r is not None else "–")
             L.append("| " + " | ".join(row) + " |")
-    L.append("")
-    L.append("⚠: some run of that cell reported errors; see [Errors and warnings](#errors-and-warnings).")
+    if any(summary[t][p]["errors"] for t in summary for p in proxies):
+        L.append("")
+        L.append("⚠: some run of that cell reported errors; see [Errors and warnings](#errors-and-warnings).")
     L.append("")
     L.append("## Per proxy core")
     L.append("")

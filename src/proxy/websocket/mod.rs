@@ -364,13 +364,15 @@ fn log_session(s: &Session, sum: &Summary, duration: Duration) {
             ],
         );
         log.write(line);
-        if !abnormal || sum.closed_by == ClosedBy::Ferry {
+        if !abnormal || sum.closed_by != ClosedBy::Upstream {
             return;
         }
     }
     let origin = s.origin.as_deref().unwrap_or("-");
     let duration_s = format_args!("{:.1}", duration.as_secs_f64());
-    if abnormal && sum.closed_by != ClosedBy::Ferry {
+    // A backend dropping sessions is worth a warning; a client vanishing
+    // (a laptop closing, a phone changing networks) is ordinary.
+    if abnormal && sum.closed_by == ClosedBy::Upstream {
         tracing::warn!(target: "ferry::websocket", route = %s.route, client.addr = %s.client, origin, path = %s.path,
             upstream = %s.upstream, upstream.addr = %s.upstream_addr, protocol = s.kind.label(), duration_s,
             bytes_up = sum.bytes_up, bytes_down = sum.bytes_down, messages_up = sum.messages_up,
