@@ -223,3 +223,44 @@ async fn pooled_connections_never_race_the_backends_keepalive_close() {
         "502s from reusing connections the backend had closed"
     );
 }
+
+#[tokio::test]
+async fn active_health_checks_take_a_server_out_and_bring_it_back() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = healthy.clone();
+    let sick = Backend::start(move |req: http::Request<hyper::body::Incoming>| {
+        let ok = flag.load(Ordering::SeqCst);
+        async move {
+            if req.uri().path() == "/health" {
+                let mut res = Response::new(body(if ok { "up" } else { "down" }));
+                if !ok {
+                    *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                return res;
+            }
+            Response::new(body("sick"))
+        }
+    })
+    .await;
+    let well = Backend::start(|_req| async { Response::new(body("well")) }).await;
+    let servers = format!("\"{}\", \"{}\"", sick.addr, well.addr);
+    let health = "health = { path = \"/health\", interval = \"100ms\", timeout = \"1s\", healthy = 2, unhealthy = 2 }";
+    let proxy = TestProxy::start(&config(&servers, health)).await;
+    let mut client = proxy.client(Proto::H1).await;
+
+    // Failing checks take `sick` out: only `well` answers, twenty times in a row.
+    within(async {
+        let mut streak = 0;
+        while streak < 20 {
+            streak = if client.get("localhost", "/").await.text() == "well" {
+                streak + 1
+            } else {
+                0
+            };
+        }
+    })
+    .await;
+    // Passing checks bring it back.
+    healthy.store(true, Ordering::SeqCst);
+    within(async { while client.get("localhost", "/").await.text() != "sick" {} }).await;
+}

@@ -90,6 +90,18 @@ pub struct FileUpstream {
     pub max_fails: Option<Spanned<i64>>,
     pub fail_timeout: Option<Spanned<String>>,
     pub resolve_every: Option<Spanned<String>>,
+    pub health: Option<Spanned<FileHealth>>,
+}
+
+/// `health = { path, interval, timeout, healthy, unhealthy }`: active health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealth {
+    pub path: Spanned<String>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy: Option<Spanned<i64>>,
+    pub unhealthy: Option<Spanned<i64>>,
 }
 
 /// `"host:port"` or `{ addr = "host:port", weight = 3 }`.
@@ -212,6 +224,16 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("max_fails", Leaf),
             ("fail_timeout", Leaf),
             ("resolve_every", Leaf),
+            (
+                "health",
+                Table(&[
+                    ("path", Leaf),
+                    ("interval", Leaf),
+                    ("timeout", Leaf),
+                    ("healthy", Leaf),
+                    ("unhealthy", Leaf),
+                ]),
+            ),
         ]),
     ),
     (

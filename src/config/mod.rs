@@ -156,6 +156,20 @@ pub struct UpstreamConfig {
     pub fail_timeout: Duration,
     /// How long a DNS answer is used before names are resolved again.
     pub resolve_every: Duration,
+    /// Active health checks, when configured.
+    pub health: Option<HealthConfig>,
+}
+
+/// `health = { ... }` on an upstream: a GET to `path` on every server each `interval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passing checks that bring a server back.
+    pub healthy: u32,
+    /// Consecutive failing checks (no answer, or a status >= 500) that take it out.
+    pub unhealthy: u32,
 }
 
 /// How an upstream spreads requests over its servers.

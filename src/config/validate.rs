@@ -16,8 +16,9 @@ use super::file::{
 };
 use super::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertificateConfig,
-    Config, ConfigError, HeaderOps, IpNet, ListenerConfig, ListenerKind, OriginPattern,
-    RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig, parse_duration,
+    Config, ConfigError, HeaderOps, HealthConfig, IpNet, ListenerConfig, ListenerKind,
+    OriginPattern, RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+    parse_duration,
 };
 use crate::router::{HostPattern, PathMatch};
 
@@ -307,6 +308,29 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
             duration(p, &u.fail_timeout, &key, "fail_timeout").unwrap_or(Duration::from_secs(10));
         let resolve_every =
             duration(p, &u.resolve_every, &key, "resolve_every").unwrap_or(Duration::from_secs(5));
+        let health = u.health.as_ref().map(|h| {
+            let f = h.get_ref();
+            let hkey = format!("{key}.health");
+            if !f.path.get_ref().starts_with('/') {
+                p.push(
+                    Some(f.path.span()),
+                    format!("{hkey}.path"),
+                    format!("`{}` does not start with `/`", f.path.get_ref()),
+                    Some("e.g. path = \"/health\"".into()),
+                );
+            }
+            HealthConfig {
+                path: f.path.get_ref().clone(),
+                interval: duration(p, &f.interval, &hkey, "interval")
+                    .unwrap_or(Duration::from_secs(5)),
+                timeout: duration(p, &f.timeout, &hkey, "timeout")
+                    .unwrap_or(Duration::from_secs(2)),
+                healthy: count(p, &f.healthy, &format!("{hkey}.healthy"), false).unwrap_or(2)
+                    as u32,
+                unhealthy: count(p, &f.unhealthy, &format!("{hkey}.unhealthy"), false).unwrap_or(3)
+                    as u32,
+            }
+        });
         if u.servers.get_ref().is_empty() {
             p.push(
                 Some(u.servers.span()),
@@ -336,6 +360,7 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
             max_fails,
             fail_timeout,
             resolve_every,
+            health,
         });
     }
 
@@ -1045,6 +1070,7 @@ retries = 1
 max_fails = 2
 fail_timeout = "30s"
 resolve_every = "10s"
+health = { path = "/health", interval = "5s", timeout = "2s", healthy = 2, unhealthy = 3 }
 
 [[route]]
 name = "old"

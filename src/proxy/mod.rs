@@ -75,7 +75,11 @@ impl State {
                             .position(|old| old == u)
                             .map(|i| p.upstreams[i].clone())
                     })
-                    .unwrap_or_else(|| Arc::new(Upstream::new(u, &metrics)))
+                    .unwrap_or_else(|| {
+                        let upstream = Arc::new(Upstream::new(u, &metrics));
+                        upstream.start_health_checks();
+                        upstream
+                    })
             })
             .collect();
         let route_metrics = config

@@ -11,7 +11,7 @@ pub mod pool;
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::config::{Balance, UpstreamConfig};
+use crate::config::{Balance, HealthConfig, UpstreamConfig};
 use crate::metrics::{Metrics, UpstreamMetrics};
 pub use body::RequestBody;
 pub use pool::{Pool, SendError};
@@ -34,14 +34,21 @@ struct Server {
     fails: AtomicU32,
     /// Out of rotation until then (passive health).
     down_until: Mutex<Option<Instant>>,
+    /// Out of rotation until health checks pass again (active health).
+    checked_down: AtomicBool,
+    /// Consecutive passing / failing health checks.
+    passes: AtomicU32,
+    failures: AtomicU32,
 }
 
 impl Server {
     fn available(&self, now: Instant) -> bool {
-        self.down_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|t| now >= t)
+        !self.checked_down.load(Ordering::Relaxed)
+            && self
+                .down_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none_or(|t| now >= t)
     }
 }
 
@@ -86,6 +93,7 @@ pub struct Upstream {
     retries: u32,
     max_fails: u32,
     fail_timeout: Duration,
+    health: Option<HealthConfig>,
     /// Keep-alive connections to the servers.
     pool: Arc<Pool>,
     pub metrics: UpstreamMetrics,
@@ -103,6 +111,9 @@ impl Upstream {
                 in_flight: AtomicUsize::new(0),
                 fails: AtomicU32::new(0),
                 down_until: Mutex::new(None),
+                checked_down: AtomicBool::new(false),
+                passes: AtomicU32::new(0),
+                failures: AtomicU32::new(0),
             })
             .collect();
         let rotation = config
@@ -125,6 +136,7 @@ impl Upstream {
             retries: config.retries,
             max_fails: config.max_fails,
             fail_timeout: config.fail_timeout,
+            health: config.health.clone(),
             metrics: metrics.upstream(&config.name),
             pool: Pool::new(
                 config.connect_timeout,
@@ -134,6 +146,46 @@ impl Upstream {
             ),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
+        }
+    }
+
+    /// Starts the active health checks, if configured; they stop when the
+    /// upstream is dropped (a reload that changed it).
+    pub fn start_health_checks(self: &Arc<Self>) {
+        let Some(health) = self.health.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let upstream = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(health.interval);
+            loop {
+                every.tick().await;
+                let Some(up) = upstream.upgrade() else { return };
+                for server in &up.servers {
+                    let passed = health_check(&server.authority, &health).await;
+                    up.record_check(server, passed, &health);
+                }
+            }
+        });
+    }
+
+    fn record_check(&self, server: &Server, passed: bool, health: &HealthConfig) {
+        if passed {
+            server.failures.store(0, Ordering::Relaxed);
+            let n = server.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= health.healthy && server.checked_down.swap(false, Ordering::Relaxed) {
+                tracing::info!(upstream = %self.name, server = %server.authority, "health checks pass again; back in rotation");
+            }
+        } else {
+            server.passes.store(0, Ordering::Relaxed);
+            let n = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= health.unhealthy && !server.checked_down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(upstream = %self.name, server = %server.authority, path = %health.path, failures = n,
+                    "health checks failing; out of rotation");
+            }
         }
     }
 
@@ -266,6 +318,32 @@ impl Upstream {
     }
 }
 
+/// One health check: `GET path` on a fresh connection; passes on any status below 500.
+async fn health_check(server: &Authority, health: &HealthConfig) -> bool {
+    use http_body_util::Empty;
+    let check = async {
+        let stream = tokio::net::TcpStream::connect(server.as_str()).await.ok()?;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(io)
+                .await
+                .ok()?;
+        tokio::spawn(conn);
+        let req = Request::get(health.path.as_str())
+            .header(http::header::HOST, server.as_str())
+            .header(http::header::USER_AGENT, "ferry-health-check")
+            .body(Empty::new())
+            .ok()?;
+        let res = sender.send_request(req).await.ok()?;
+        Some(!res.status().is_server_error())
+    };
+    tokio::time::timeout(health.timeout, check)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
 /// A cheap pseudo-random number (balancing needs spread, not secrecy).
 fn random(seed: usize) -> usize {
     static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
@@ -295,6 +373,7 @@ mod tests {
             max_fails: 2,
             fail_timeout: Duration::from_secs(60),
             resolve_every: Duration::from_secs(5),
+            health: None,
         };
         Arc::new(Upstream::new(&config, &Metrics::new()))
     }
