@@ -156,3 +156,61 @@ async fn response_trailers_reach_http2_clients() {
     assert_eq!(trailers.get("grpc-status").unwrap(), "0");
     assert_eq!(&collected.to_bytes()[..], b"payload");
 }
+
+#[tokio::test]
+async fn bodies_over_max_body_size_get_413() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    let backend = Backend::start(move |req: http::Request<hyper::body::Incoming>| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let n = drain(req.into_body()).await;
+            Response::new(body(n.to_string()))
+        }
+    })
+    .await;
+    let toml = simple_config(backend.addr).replace(
+        "upstream = \"backend\"",
+        "upstream = \"backend\"\nmax_body_size = \"1KB\"",
+    );
+    let proxy = TestProxy::start(&toml).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = proxy.client(proto).await;
+        let h2 = proto == Proto::H2;
+        // Declared too large: refused before the upstream is contacted.
+        let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+        let req = request("POST", "localhost", "/", h2)
+            .header("content-length", "2000")
+            .body(body(vec![b'x'; 2000]))
+            .unwrap();
+        let res = c.fetch(req).await;
+        assert_eq!(res.status(), 413, "{proto:?}");
+        assert_eq!(res.text(), "413 request body too large\n");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "{proto:?}: the upstream was contacted"
+        );
+        // Streamed without a length: cut off once it passes the limit.
+        let mut c = proxy.client(proto).await;
+        let res = c
+            .fetch(
+                request("POST", "localhost", "/", h2)
+                    .body(generated(5_000))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), 413, "{proto:?}");
+        // Within the limit: through.
+        let mut c = proxy.client(proto).await;
+        let res = c
+            .fetch(
+                request("POST", "localhost", "/", h2)
+                    .body(generated(1_000))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{proto:?}");
+        assert_eq!(res.text(), "1000");
+    }
+}

@@ -123,6 +123,7 @@ pub struct FileRoute {
     pub upstream: Option<Spanned<String>>,
     pub redirect: Option<Spanned<FileRedirect>>,
     pub read_timeout: Option<Spanned<String>>,
+    pub max_body_size: Option<Spanned<FileSize>>,
     pub request_headers: Option<Spanned<FileHeaderOps>>,
     pub response_headers: Option<Spanned<FileHeaderOps>>,
     pub websocket: Option<Spanned<FileWebSocket>>,
@@ -155,6 +156,14 @@ pub struct FileHeaderOps {
     pub add: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
     pub remove: Vec<Spanned<String>>,
+}
+
+/// A size: a number of bytes, or a string like `"10MB"`, `"512KiB"`, `"1GB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileSize {
+    Bytes(i64),
+    Text(String),
 }
 
 /// A string or a list of strings (`path_prefix = "/"` or `["/api", "/auth"]`).
@@ -247,6 +256,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("upstream", Leaf),
             ("redirect", Table(&[("to", Leaf), ("status", Leaf)])),
             ("read_timeout", Leaf),
+            ("max_body_size", Leaf),
             ("request_headers", Table(HEADER_OPS)),
             ("response_headers", Table(HEADER_OPS)),
             (

@@ -194,6 +194,8 @@ pub struct RouteConfig {
     pub action: RouteAction,
     /// Overrides the upstream's `read_timeout`.
     pub read_timeout: Option<Duration>,
+    /// Larger request bodies get 413 (nginx's `client_max_body_size`); `None` = no limit.
+    pub max_body_size: Option<u64>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub websocket: WebSocketConfig,

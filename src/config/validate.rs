@@ -12,7 +12,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{Problems, did_you_mean};
 use super::file::{
-    FileConfig, FileHeaderOps, FileRoute, FileServerEntry, FileWebSocket, OneOrMany, SCHEMA, Shape,
+    FileConfig, FileHeaderOps, FileRoute, FileServerEntry, FileSize, FileWebSocket, OneOrMany,
+    SCHEMA, Shape,
 };
 use super::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, AdminConfig, Balance, CertificateConfig,
@@ -693,6 +694,27 @@ fn build_route(
     };
 
     let read_timeout = duration(p, &f.read_timeout, &key, "read_timeout");
+    let max_body_size = f.max_body_size.as_ref().and_then(|s| match s.get_ref() {
+        FileSize::Bytes(n) if *n > 0 => Some(*n as u64),
+        FileSize::Text(t) => parse_size(t).or_else(|| {
+            p.push(
+                Some(s.span()),
+                format!("{key}.max_body_size"),
+                format!("`{t}` is not a size"),
+                Some("write a number of bytes or e.g. \"10MB\", \"512KiB\", \"1GB\"".into()),
+            );
+            None
+        }),
+        FileSize::Bytes(n) => {
+            p.push(
+                Some(s.span()),
+                format!("{key}.max_body_size"),
+                format!("{n} is not a positive size"),
+                None,
+            );
+            None
+        }
+    });
     if f.read_timeout.is_some() && f.redirect.is_some() {
         p.push(
             f.read_timeout.as_ref().map(Spanned::span),
@@ -718,6 +740,7 @@ fn build_route(
         path,
         action,
         read_timeout,
+        max_body_size,
         request_headers,
         response_headers,
         websocket,
@@ -763,6 +786,24 @@ fn websocket(
     }
     out.require_origin = f.require_origin.as_ref().is_some_and(|r| *r.get_ref());
     out
+}
+
+/// `"10MB"` (10^6), `"10MiB"` (2^20), `"512KB"`, `"1GB"`, `"100"` (bytes).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..split].parse().ok()?;
+    let unit: u64 = match s[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit).filter(|n| *n > 0)
 }
 
 fn one_or_many(v: &Spanned<OneOrMany>) -> Vec<&str> {
@@ -1303,6 +1344,29 @@ upstrem = "backend"
         ))
         .join("\n");
         assert!(got.contains("2:20: server.trusted_proxies[0]"), "{got}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("10 MiB"), Some(10 << 20));
+        assert_eq!(parse_size("1gb"), Some(1_000_000_000));
+        for bad in ["", "MB", "1.5MB", "10 parsecs", "0"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let c = parse_str(&MINIMAL.replace(
+            "upstream = \"backend\"",
+            "upstream = \"backend\"\nmax_body_size = \"1MiB\"",
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].max_body_size, Some(1 << 20));
+        let c = parse_str(&MINIMAL.replace(
+            "upstream = \"backend\"",
+            "upstream = \"backend\"\nmax_body_size = 4096",
+        ))
+        .unwrap();
+        assert_eq!(c.routes[0].max_body_size, Some(4096));
     }
 
     #[test]

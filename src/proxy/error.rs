@@ -19,6 +19,8 @@ pub enum ProxyError {
     OriginNotAllowed { origin: String },
     #[error("WebSocket handshake without an Origin header, and this route requires one")]
     OriginRequired,
+    #[error("the request body is larger than this route's max_body_size ({limit} bytes)")]
+    PayloadTooLarge { limit: u64 },
     #[error("cannot connect to upstream `{upstream}` at {server}: {source}")]
     UpstreamConnect {
         upstream: String,
@@ -60,6 +62,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
                 StatusCode::FORBIDDEN
             }
@@ -78,7 +81,8 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::BadRequest(_)
             | ProxyError::OriginNotAllowed { .. }
-            | ProxyError::OriginRequired => Side::Client,
+            | ProxyError::OriginRequired
+            | ProxyError::PayloadTooLarge { .. } => Side::Client,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
@@ -94,6 +98,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::OriginNotAllowed { .. } => "origin_denied",
             ProxyError::OriginRequired => "origin_required",
+            ProxyError::PayloadTooLarge { .. } => "body_too_large",
             ProxyError::UpstreamConnect { .. } => "connect",
             ProxyError::UpstreamConnectTimeout { .. } => "connect_timeout",
             ProxyError::UpstreamTimeout { .. } => "timeout",
@@ -109,6 +114,7 @@ impl ProxyError {
             ProxyError::BadRequest(why) => why,
             ProxyError::OriginNotAllowed { .. } => "origin not allowed",
             ProxyError::OriginRequired => "origin required",
+            ProxyError::PayloadTooLarge { .. } => "request body too large",
             ProxyError::UpstreamConnect { .. } => "upstream unavailable",
             ProxyError::UpstreamFailed { .. } => "upstream failed",
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
@@ -181,6 +187,7 @@ mod tests {
                 Side::Client,
             ),
             (ProxyError::OriginRequired, 403, Side::Client),
+            (ProxyError::PayloadTooLarge { limit: 1 }, 413, Side::Client),
             (
                 ProxyError::UpstreamConnect {
                     upstream: up().0,

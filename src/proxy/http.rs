@@ -28,6 +28,7 @@ use super::headers::{self, Forwarded};
 use super::log::RequestLog;
 use super::websocket;
 use crate::config::{RouteAction, RouteConfig};
+use crate::upstream::body::BodyTooLarge;
 use crate::upstream::{RequestBody, SendError, Sent, Upstream};
 
 /// Facts about the client connection a request arrived on.
@@ -122,6 +123,18 @@ async fn proxy(
             kind,
         };
         return websocket::proxy(up, req, log).await;
+    }
+
+    // Checks: a declared body over the route's limit is refused before any
+    // upstream is contacted (an undeclared one is cut off as it streams).
+    if let Some(limit) = route.max_body_size {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ProxyError::PayloadTooLarge { limit });
+        }
     }
 
     // Phase 4: the upstream request.
@@ -226,7 +239,7 @@ fn upstream_request(
     parts.uri = Upstream::origin_form(parts.uri.path_and_query());
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
-    Request::from_parts(parts, RequestBody::new(body))
+    Request::from_parts(parts, RequestBody::new(body, route.max_body_size))
 }
 
 /// Phase 5: send; the read timeout bounds the wait for the response head.
@@ -244,6 +257,11 @@ async fn send(
 
 /// Which side a send failure belongs to.
 pub(crate) fn classify(upstream: &Upstream, server: &Authority, e: SendError) -> ProxyError {
+    if let SendError::Exchange { source } = &e {
+        if let Some(too_large) = sources(source).find_map(|s| s.downcast_ref::<BodyTooLarge>()) {
+            return ProxyError::PayloadTooLarge { limit: too_large.0 };
+        }
+    }
     let (up, srv) = (upstream.name.to_string(), server.to_string());
     match e {
         SendError::ConnectTimeout { .. } => ProxyError::UpstreamConnectTimeout {

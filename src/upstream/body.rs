@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,7 +17,14 @@ use tokio::time::Instant;
 pub struct RequestBody {
     inner: Option<Incoming>,
     progress: Arc<Progress>,
+    /// The route's `max_body_size`.
+    limit: Option<u64>,
 }
+
+/// The request body grew past the route's `max_body_size`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is larger than max_body_size ({0} bytes)")]
+pub struct BodyTooLarge(pub u64);
 
 /// When the request body last moved, and how much of it did.
 #[derive(Debug)]
@@ -55,10 +62,12 @@ impl Progress {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming) -> RequestBody {
+    /// The client's body; more than `limit` bytes fails it with [`BodyTooLarge`].
+    pub fn new(inner: Incoming, limit: Option<u64>) -> RequestBody {
         RequestBody {
             inner: Some(inner),
             progress: Arc::new(Progress::new()),
+            limit,
         }
     }
 
@@ -67,6 +76,7 @@ impl RequestBody {
         RequestBody {
             inner: None,
             progress: Arc::new(Progress::new()),
+            limit: None,
         }
     }
 
@@ -77,28 +87,33 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(ready) = &polled {
-            this.progress.touch();
-            if let Some(Ok(frame)) = ready {
-                if let Some(data) = frame.data_ref() {
-                    this.progress
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
+        let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
+            None => return Poll::Ready(None),
+            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Ok(frame)) => frame,
+        };
+        this.progress.touch();
+        if let Some(data) = frame.data_ref() {
+            let total = this
+                .progress
+                .bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed)
+                + data.len() as u64;
+            if let Some(limit) = this.limit.filter(|limit| total > *limit) {
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
             }
         }
-        polled
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
