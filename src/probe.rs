@@ -407,10 +407,18 @@ where
 
 fn explain_status(status: StatusCode, body: &str, via_ferry: bool) -> String {
     let who = if via_ferry { "ferry" } else { "the server" };
-    let detail = if body.is_empty() {
+    // A short, one-line excerpt: error pages can be whole HTML documents.
+    let excerpt: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(120)
+        .collect();
+    let detail = if excerpt.is_empty() {
         String::new()
     } else {
-        format!(" ({body})")
+        format!(" ({excerpt})")
     };
     match status.as_u16() {
         404 if via_ferry => {
