@@ -81,7 +81,7 @@ impl Ferry {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        metrics.reload(true, 1);
+        metrics.generation(1);
         metrics.certificates(expiries(&certificates));
         let access_log = match &config.server.access_log {
             Some(log) => {

@@ -162,7 +162,7 @@ fn check(source: ConfigSource, no_files: bool, format: Format) -> ExitCode {
         out(&format!("{name}: configuration OK\n"));
         ExitCode::SUCCESS
     } else {
-        eprintln!("{name}: check failed with {} error(s)", errors.len());
+        eprintln!("{name}: check failed");
         ExitCode::FAILURE
     }
 }

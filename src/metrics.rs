@@ -286,6 +286,11 @@ impl Metrics {
             .inc();
     }
 
+    /// The generation serving (without counting a reload: for start-up).
+    pub fn generation(&self, generation: u64) {
+        self.generation.set(generation as i64);
+    }
+
     pub fn reload(&self, ok: bool, generation: u64) {
         self.reloads
             .get_or_create(&ResultLabel {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, ListenerConfig};
+use crate::config::{Config, ConfigError};
 use crate::proxy::{LiveState, State};
 use crate::tls::{CertError, CertStore, SniResolver, load_certificates};
 
@@ -36,11 +36,12 @@ pub struct Reloader {
     path: Option<PathBuf>,
     live: LiveState,
     certs: Option<Arc<CertStore>>,
-    /// The listeners bound at start: changing them needs a restart.
-    listeners: Vec<ListenerConfig>,
-    max_connections: usize,
+    /// The configuration ferry started with: listeners, workers and the
+    /// other process-level settings only change with a restart.
+    started: Arc<Config>,
     lock: tokio::sync::Mutex<()>,
-    /// Hash of the config and certificate files last loaded (for the watcher).
+    /// Hash of the config and certificate files as last read by a reload,
+    /// successful or not: the watcher retries only when they change again.
     fingerprint: AtomicU64,
 }
 
@@ -49,8 +50,7 @@ impl Reloader {
         let current = live.load_full();
         let reloader = Reloader {
             path,
-            listeners: current.config.listeners.clone(),
-            max_connections: current.config.server.max_connections,
+            started: current.config.clone(),
             live,
             certs,
             lock: tokio::sync::Mutex::new(()),
@@ -71,7 +71,12 @@ impl Reloader {
     /// On any problem the old snapshot keeps serving and every problem is logged once.
     pub async fn reload(&self, trigger: &str) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.lock.lock().await;
+        let attempted = self.fingerprint_of(&self.live.load().config);
         let result = self.try_reload();
+        if result.is_err() {
+            // Don't retry the same broken files every few seconds.
+            self.fingerprint.store(attempted, Ordering::Relaxed);
+        }
         let current = self.live.load();
         current.metrics.reload(result.is_ok(), current.generation);
         match &result {
@@ -94,9 +99,6 @@ impl Reloader {
             return Err(ReloadError::NoCertificates);
         }
         self.warn_about_restart_only_changes(&config);
-        if config.server.access_log != self.live.load().config.server.access_log {
-            tracing::warn!("server.access_log changes take effect only after a restart");
-        }
         let fingerprint = self.fingerprint_of(&config);
         let current = self.live.load_full();
         let generation = current.generation + 1;
@@ -114,31 +116,36 @@ impl Reloader {
     }
 
     fn warn_about_restart_only_changes(&self, config: &Config) {
-        let started: Vec<_> = self
-            .listeners
-            .iter()
-            .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
-            .collect();
-        let now: Vec<_> = config
-            .listeners
-            .iter()
-            .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
-            .collect();
-        if started != now {
-            tracing::warn!(
-                "[[listen]] changes take effect only after a restart; still listening as started: {}",
-                self.listeners
-                    .iter()
-                    .map(|l| l.addr.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+        let listeners = |c: &Config| -> Vec<_> {
+            c.listeners
+                .iter()
+                .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
+                .collect()
+        };
+        let (was, now) = (&self.started, config);
+        let mut pending = Vec::new();
+        if listeners(was) != listeners(now) {
+            pending.push("[[listen]]");
         }
-        if config.server.max_connections != self.max_connections {
+        if was.admin != now.admin {
+            pending.push("[admin]");
+        }
+        if was.server.max_connections != now.server.max_connections {
+            pending.push("server.max_connections");
+        }
+        if was.server.workers != now.server.workers {
+            pending.push("server.workers");
+        }
+        if was.server.access_log != now.server.access_log {
+            pending.push("server.access_log");
+        }
+        if was.server.pid_file != now.server.pid_file {
+            pending.push("server.pid_file");
+        }
+        if !pending.is_empty() {
             tracing::warn!(
-                running = self.max_connections,
-                configured = config.server.max_connections,
-                "server.max_connections changes take effect only after a restart"
+                "changes to {} take effect only after a restart; ferry keeps them as it started",
+                pending.join(", ")
             );
         }
     }
@@ -246,9 +253,9 @@ impl FileWatch {
             return;
         }
         loop {
-            // An event, or the periodic look.
+            // An event, or the periodic look (only that, if the watcher could not start).
             if let Ok(None) = tokio::time::timeout(POLL, self.events.recv()).await {
-                return;
+                tokio::time::sleep(POLL).await;
             }
             // Let the burst of events settle.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, self.events.recv()).await {}
