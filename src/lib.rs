@@ -4,14 +4,18 @@
 //! - [`config`]: `proxy.toml` → validated [`config::Config`] (every problem at once).
 //! - [`router`]: the route table, host + path → route (pure).
 //! - [`proxy`]: the request path in phases ([`proxy::http`]), header
-//!   rewriting ([`proxy::headers`]), failures → statuses ([`proxy::error`]).
-//! - [`upstream`]: pooled HTTP/1.1 clients to backends.
+//!   rewriting ([`proxy::headers`]), failures → statuses ([`proxy::error`]),
+//!   WebSockets: handshakes and the frame-aware relay ([`proxy::websocket`]).
+//! - [`upstream`]: server choice, passive and active health, retries
+//!   ([`upstream::Upstream::send`]), keep-alive pools, DNS.
 //! - [`tls`]: certificate loading, SNI selection, the development CA.
 //! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2
 //!   by ALPN, the drain on shutdown.
-//! - [`app`]: wiring: load, bind, serve. [`check`]: `ferry check`.
+//! - [`app`]: wiring: load, bind, serve.
+//! - [`check`], [`explain`], [`probe`]: `ferry check`, `ferry route`, `ferry probe`.
 //! - [`reload`]: rebuild the snapshot aside and swap it; [`admin`] and
-//!   [`metrics`]: `/metrics`, `/healthz`, `/readyz`, `/reload`.
+//!   [`metrics`]: `/metrics`, `/healthz`, `/readyz`, `/reload`;
+//!   [`access_log`]: one line per request and per WebSocket session.
 //! - [`cli`], [`signal`], [`telemetry`]: the binary's flags, signals and logs.
 #![forbid(unsafe_code)]
 

@@ -4,7 +4,7 @@
 //! or unreadable certificate leaves the old one serving.
 //!
 //! Triggers: SIGHUP, `POST /reload` on the admin listener, `ferry reload`,
-//! and changes to proxy.toml or any certificate or key file ([`watch`]).
+//! and changes to proxy.toml or any certificate or key file ([`FileWatch`]).
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};

@@ -2,13 +2,17 @@
 //!
 //! 1. **target** — who is asking for which host and path ([`target`]).
 //! 2. **route** — first matching `[[route]]`, or 404 ([`State::route`]).
-//! 3. **redirect** — a redirect route answers here.
-//! 4. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` in, the
-//!    route's `request_headers`, HTTP/1.1 to a picked server ([`upstream_request`]).
-//! 5. **send** — with the read timeout for the response head ([`send`]).
-//! 6. **response** — hop-by-hop headers out, the route's `response_headers`,
+//! 3. **redirect** — a redirect route answers here. A WebSocket handshake
+//!    leaves for [`websocket::proxy`] (origin check, upgrade, relay).
+//! 4. **checks** — a declared body over the route's `max_body_size` is 413.
+//! 5. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` in, the
+//!    route's `request_headers`, HTTP/1.1 ([`upstream_request`]).
+//! 6. **send** — to a server picked by the upstream's balancing, retried
+//!    elsewhere only if nothing was sent; the read timeout bounds the wait for
+//!    the response head ([`send`]).
+//! 7. **response** — hop-by-hop headers out, the route's `response_headers`,
 //!    the body streamed with a between-chunks timeout ([`downstream_response`]).
-//! 7. **log** — one line when the body is done ([`RequestLog`]).
+//! 8. **log** — one line (and the metrics) when the body is done ([`RequestLog`]).
 //!
 //! Errors from any phase go through [`error_response`], the one place that
 //! picks a status.
@@ -77,7 +81,7 @@ pub async fn handle(
         Ok(res) => (res, None),
         Err(e) => (error_response(&e, json), Some(e)),
     };
-    // Phase 7 set-up: the record rides on the body and is written when it ends.
+    // Phase 8 set-up: the record rides on the body and is written when it ends.
     log.status = res.status();
     if let Some(e) = &err {
         log.error = Some(error_chain(e));
@@ -125,7 +129,7 @@ async fn proxy(
         return websocket::proxy(up, req, log).await;
     }
 
-    // Checks: a declared body over the route's limit is refused before any
+    // Phase 4, checks: a declared body over the route's limit is refused before any
     // upstream is contacted (an undeclared one is cut off as it streams).
     if let Some(limit) = route.max_body_size {
         let declared = req
@@ -137,12 +141,12 @@ async fn proxy(
         }
     }
 
-    // Phase 4: the upstream request.
+    // Phase 5: the upstream request.
     let upstream_req = upstream_request(req, state, conn, route, host);
 
     log.request_body = Some(upstream_req.body().progress());
 
-    // Phase 5: send.
+    // Phase 6: send.
     let sent = std::time::Instant::now();
     let done = send(upstream, route, upstream_req).await?;
     log.upstream_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
@@ -151,7 +155,7 @@ async fn proxy(
     log.load = Some(done.load);
     let res = done.response;
 
-    // Phase 6: the response.
+    // Phase 7: the response.
     let read_timeout = route.read_timeout.unwrap_or(upstream.read_timeout);
     Ok(downstream_response(res, route, read_timeout))
 }
@@ -203,7 +207,7 @@ fn redirect(
     }
 }
 
-/// Phase 4: rewrite the client's request for the upstream.
+/// Phase 5: rewrite the client's request for the upstream.
 fn upstream_request(
     req: Request<Incoming>,
     state: &State,
@@ -242,7 +246,7 @@ fn upstream_request(
     Request::from_parts(parts, RequestBody::new(body, route.max_body_size))
 }
 
-/// Phase 5: send; the read timeout bounds the wait for the response head.
+/// Phase 6: send; the read timeout bounds the wait for the response head.
 async fn send(
     upstream: &Arc<Upstream>,
     route: &RouteConfig,
@@ -323,7 +327,7 @@ fn error_chain(e: &ProxyError) -> String {
     out
 }
 
-/// Phase 6: the upstream's response, made fit for the client.
+/// Phase 7: the upstream's response, made fit for the client.
 pub(crate) fn downstream_response(
     res: Response<Incoming>,
     route: &RouteConfig,
