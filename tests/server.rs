@@ -118,3 +118,45 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     assert_eq!(res.text(), "finished");
     within(shutdown).await.unwrap();
 }
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_but_not_while_a_stream_is_open() {
+    let backend = Backend::echo("b").await;
+    let mut ws_backend = WsBackend::start().await;
+    let toml = format!("[server]\nidle_timeout = \"300ms\"\n{}", simple_config(backend.addr))
+        .replace("[upstream.backend]", &format!("[upstream.ws]\nservers = [\"{}\"]\n\n[upstream.backend]", ws_backend.addr))
+        .replace("[[route]]\nname = \"all\"", "[[route]]\nname = \"ws\"\npath_prefix = \"/ws\"\nupstream = \"ws\"\n\n[[route]]\nname = \"all\"");
+    let proxy = TestProxy::start(&toml).await;
+
+    // A WebSocket over HTTP/2 keeps its connection busy past the idle timeout.
+    let mut busy = proxy.client(Proto::H2).await;
+    let (mut ws, _) = ws_h2(&mut busy, "/ws/x", &[])
+        .await
+        .unwrap_or_else(|r| panic!("{}", r.status()));
+    // A plain connection that goes quiet after one request.
+    let mut quiet = proxy.client(Proto::H2).await;
+    assert_eq!(quiet.get("localhost", "/").await.status(), 200);
+    let Client::H2(sender) = &quiet else {
+        unreachable!()
+    };
+    within(async {
+        while !sender.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // By now the busy connection has been idle-free for longer than 300ms too: still open.
+    use futures_util::SinkExt;
+    ws.send(common::tungstenite::Message::text("still here"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws_next(&mut ws).await,
+        common::tungstenite::Message::text("still here")
+    );
+    let Client::H2(busy_sender) = &busy else {
+        unreachable!()
+    };
+    assert!(!busy_sender.is_closed());
+    drop(ws_backend.events.try_recv());
+}

@@ -50,6 +50,7 @@ pub struct FileServer {
     pub shutdown_grace: Option<Spanned<String>>,
     pub handshake_timeout: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
     pub access_log: Option<Spanned<FileAccessLog>>,
@@ -200,6 +201,7 @@ pub(crate) const SCHEMA: &[(&str, Shape)] = &[
             ("shutdown_grace", Leaf),
             ("handshake_timeout", Leaf),
             ("header_read_timeout", Leaf),
+            ("idle_timeout", Leaf),
             ("max_connections", Leaf),
             ("workers", Leaf),
             (

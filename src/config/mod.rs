@@ -77,6 +77,8 @@ pub struct ServerConfig {
     /// Time a client has to send a complete request head (slowloris guard);
     /// also how long an idle HTTP/1.1 keep-alive connection stays open.
     pub header_read_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long is closed (GOAWAY).
+    pub idle_timeout: Duration,
     /// Connections accepted at once across all listeners; more wait in the backlog.
     pub max_connections: usize,
     /// Runtime worker threads; `None` = one per core.
@@ -94,6 +96,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(180),
             max_connections: 25_000,
             workers: None,
             access_log: None,

@@ -493,6 +493,9 @@ fn build_server(
     if let Some(d) = duration(p, &f.handshake_timeout, key, "handshake_timeout") {
         server.handshake_timeout = d;
     }
+    if let Some(d) = duration(p, &f.idle_timeout, key, "idle_timeout") {
+        server.idle_timeout = d;
+    }
     if let Some(d) = duration(p, &f.header_read_timeout, key, "header_read_timeout") {
         server.header_read_timeout = d;
     }
@@ -1084,6 +1087,7 @@ access_log = { format = "json", path = "access.log", query = true }
 pid_file = "ferry.pid"
 handshake_timeout = "10s"
 header_read_timeout = "30s"
+idle_timeout = "3m"
 max_connections = 100
 workers = 1
 

@@ -46,6 +46,8 @@ pub struct ConnInfo {
     pub drain: crate::server::drain::Watch,
     /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
     pub tls_version: Option<&'static str>,
+    /// Requests and tunnels open on this connection (HTTP/2 idle timeout).
+    pub streams: crate::server::drain::Streams,
 }
 
 impl ConnInfo {
@@ -69,6 +71,7 @@ pub async fn handle(
         req.uri().clone(),
     ));
     log.tls = conn.tls_version;
+    log.stream = Some(conn.streams.open());
     let result = match target(&req) {
         // Phase 1: target.
         Ok(host) => {

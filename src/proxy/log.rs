@@ -50,6 +50,8 @@ pub struct RequestLog {
     pub tls: Option<&'static str>,
     /// The request's weight on its upstream server, released with the record.
     pub load: Option<crate::upstream::Load>,
+    /// Keeps the connection from counting as idle until the response is done.
+    pub stream: Option<crate::server::drain::StreamGuard>,
 }
 
 impl RequestLog {
@@ -67,6 +69,7 @@ impl RequestLog {
             upstream_ms: None,
             tls: None,
             load: None,
+            stream: None,
             start: Instant::now(),
             client,
             method,

@@ -73,6 +73,46 @@ impl Watch {
     }
 }
 
+/// Open streams on one connection (requests in progress and WebSocket
+/// tunnels), so an idle HTTP/2 connection can be closed.
+#[derive(Debug, Clone)]
+pub struct Streams(std::sync::Arc<watch::Sender<usize>>);
+
+/// Counts one stream as open until dropped.
+#[derive(Debug)]
+pub struct StreamGuard(Streams);
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams(std::sync::Arc::new(watch::channel(0).0))
+    }
+}
+
+impl Streams {
+    pub fn open(&self) -> StreamGuard {
+        self.0.send_modify(|n| *n += 1);
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves once no stream has been open for `timeout`.
+    pub async fn idle_for(&self, timeout: Duration) {
+        let mut rx = self.0.subscribe();
+        loop {
+            let _ = rx.wait_for(|n| *n == 0).await;
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => return,
+                _ = rx.wait_for(|n| *n > 0) => {}
+            }
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +131,20 @@ mod tests {
         let stuck = drain.watch();
         assert!(!drain.drain(Duration::from_millis(10)).await);
         drop(stuck);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_only_counts_time_without_open_streams() {
+        let streams = Streams::default();
+        let open = streams.open();
+        let idle = tokio::spawn({
+            let streams = streams.clone();
+            async move { streams.idle_for(Duration::from_secs(10)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!idle.is_finished(), "a stream is open");
+        drop(open);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(idle.is_finished());
     }
 }

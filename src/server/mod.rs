@@ -27,7 +27,7 @@ use crate::proxy::LiveState;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
 use crate::tls::{ALPN_H2, CertStore};
-use drain::{Drain, Watch};
+use drain::{Drain, Streams, Watch};
 
 /// A listening socket and what it is for.
 #[derive(Debug)]
@@ -253,17 +253,18 @@ async fn serve_connection(
                 tls: true,
                 drain: watch.clone(),
                 tls_version,
+                streams: Streams::default(),
             });
+            let streams = info.streams.clone();
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
             if h2 {
-                serve_h2(
-                    TokioIo::new(tls),
-                    svc,
-                    listener.config.websocket_over_http2,
-                    watch,
-                )
-                .await;
+                let settings = H2Settings {
+                    websocket: listener.config.websocket_over_http2,
+                    streams,
+                    idle_timeout: shared.live.load().config.server.idle_timeout,
+                };
+                serve_h2(TokioIo::new(tls), svc, settings, watch).await;
             } else {
                 serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
             }
@@ -282,6 +283,7 @@ async fn serve_connection(
                 tls: false,
                 drain: watch.clone(),
                 tls_version: None,
+                streams: Streams::default(),
             });
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, "h1"));
@@ -334,7 +336,16 @@ where
     }
 }
 
-async fn serve_h2<I, S>(io: TokioIo<I>, svc: S, websocket: bool, mut watch: Watch)
+/// Per-connection HTTP/2 settings.
+struct H2Settings {
+    /// Advertise RFC 8441 extended CONNECT.
+    websocket: bool,
+    streams: Streams,
+    /// Close (GOAWAY) after this long with no open stream.
+    idle_timeout: Duration,
+}
+
+async fn serve_h2<I, S>(io: TokioIo<I>, svc: S, settings: H2Settings, mut watch: Watch)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
@@ -345,7 +356,7 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
-    if websocket {
+    if settings.websocket {
         // Advertised only because the bridge behind it works: browsers switch
         // to RFC 8441 as soon as they see SETTINGS_ENABLE_CONNECT_PROTOCOL.
         builder.enable_connect_protocol();
@@ -355,6 +366,11 @@ where
     let result = tokio::select! {
         result = conn.as_mut() => result,
         () = watch.signaled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+        () = settings.streams.idle_for(settings.idle_timeout) => {
+            tracing::debug!(idle_timeout = ?settings.idle_timeout, "closing an idle HTTP/2 connection");
             conn.as_mut().graceful_shutdown();
             conn.await
         }

@@ -196,11 +196,14 @@ pub async fn proxy(
         close_wait: CLOSE_WAIT.min(up.state.config.server.shutdown_grace),
     };
     let drain = up.conn.drain.clone();
+    let stream = up.conn.streams.open();
     let metrics = up.state.metrics.clone();
     let active = up.state.route_metrics[up.route_index].ws_active.clone();
     tokio::spawn(async move {
         // The session counts as load on its server (least_requests) while it lasts.
         let _load = load;
+        // An open tunnel keeps its HTTP/2 connection from counting as idle.
+        let _stream = stream;
         let started = Instant::now();
         let _active = GaugeGuard::new(active);
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
