@@ -42,11 +42,17 @@ async fn lookup(server: &Authority) -> io::Result<Vec<SocketAddr>> {
 /// An answer and when it was obtained.
 type Answer = (Arc<[SocketAddr]>, Instant);
 
+/// How long a failed lookup is remembered: a stopped container's name must
+/// not cost a resolver query per request.
+const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
 /// Recent answers per server.
 #[derive(Debug)]
 pub struct DnsCache {
     ttl: Duration,
     answers: Mutex<HashMap<Authority, Answer>>,
+    /// Recent failures: the error kind and when.
+    failures: Mutex<HashMap<Authority, (io::ErrorKind, Instant)>>,
 }
 
 impl DnsCache {
@@ -54,6 +60,7 @@ impl DnsCache {
         DnsCache {
             ttl,
             answers: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -69,7 +76,33 @@ impl DnsCache {
                 return Ok(addrs.clone());
             }
         }
-        let addrs: Arc<[SocketAddr]> = lookup(server).await?.into();
+        if let Some((kind, at)) = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(server)
+        {
+            if at.elapsed() < NEGATIVE_TTL.min(self.ttl) {
+                return Err(io::Error::new(
+                    *kind,
+                    "name did not resolve (cached for 1s)",
+                ));
+            }
+        }
+        let addrs: Arc<[SocketAddr]> = match lookup(server).await {
+            Ok(addrs) => addrs.into(),
+            Err(e) => {
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(server.clone(), (e.kind(), Instant::now()));
+                return Err(e);
+            }
+        };
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(server);
         self.answers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
