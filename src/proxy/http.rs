@@ -344,25 +344,46 @@ pub(crate) fn downstream_response(
 }
 
 /// Serves one request on a `redirect_https` listener: 308 to the same URL over https.
-pub fn redirect_to_https(req: &Request<Incoming>, https_port: Option<u16>) -> Response<ProxyBody> {
+pub fn redirect_to_https(
+    state: Arc<State>,
+    client: SocketAddr,
+    req: &Request<Incoming>,
+    https_port: Option<u16>,
+) -> Response<ProxyBody> {
     let json = wants_json(req.headers());
-    let host = match target(req) {
-        Ok(host) => host,
-        Err(e) => return error_response(&e, json),
-    };
-    let port = match https_port {
-        Some(443) | None => String::new(),
-        Some(p) => format!(":{p}"),
-    };
-    let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("https://{}{port}{pq}", host.host());
-    match HeaderValue::from_str(&location) {
-        Ok(value) => {
-            let mut res = Response::new(ProxyBody::empty());
-            *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
-            res.headers_mut().insert(header::LOCATION, value);
-            res
+    let mut log = Box::new(RequestLog::new(
+        state,
+        client,
+        req.method().clone(),
+        req.version(),
+        req.uri().clone(),
+    ));
+    let mut res = match target(req) {
+        Ok(host) => {
+            log.host = Some(host.clone());
+            let port = match https_port {
+                Some(443) | None => String::new(),
+                Some(p) => format!(":{p}"),
+            };
+            let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            let location = format!("https://{}{port}{pq}", host.host());
+            match HeaderValue::from_str(&location) {
+                Ok(value) => {
+                    let mut res = Response::new(ProxyBody::empty());
+                    *res.status_mut() = StatusCode::PERMANENT_REDIRECT;
+                    res.headers_mut().insert(header::LOCATION, value);
+                    res
+                }
+                Err(_) => status_response(StatusCode::BAD_REQUEST, "invalid request target", json),
+            }
         }
-        Err(_) => status_response(StatusCode::BAD_REQUEST, "invalid request target", json),
-    }
+        Err(e) => {
+            log.error = Some(e.to_string());
+            error_response(&e, json)
+        }
+    };
+    // Logged (and counted under route "-") like any other request.
+    log.status = res.status();
+    res.body_mut().set_log(log);
+    res
 }

@@ -271,8 +271,10 @@ async fn serve_connection(
         }
         (ListenerKind::RedirectHttps, _) => {
             let https_port = shared.https_port;
-            let svc = service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect_to_https(&req, https_port))
+            let live = shared.live.clone();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let state = live.load_full();
+                async move { Ok::<_, Infallible>(redirect_to_https(state, peer, &req, https_port)) }
             });
             let _open = GaugeGuard::new(metrics.connection(listen, "redirect"));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
