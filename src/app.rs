@@ -43,7 +43,6 @@ pub struct Ferry {
     live: LiveState,
     certs: Option<Arc<CertStore>>,
     listeners: Vec<BoundListener>,
-    certificates: Vec<LoadedCert>,
     reloader: Arc<Reloader>,
     admin: Option<tokio::net::TcpListener>,
     draining: Arc<std::sync::atomic::AtomicBool>,
@@ -97,7 +96,6 @@ impl Ferry {
             live,
             certs,
             listeners,
-            certificates,
             reloader,
             admin,
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -123,10 +121,6 @@ impl Ferry {
             .into_iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, a)| a)
-    }
-
-    pub fn certificates(&self) -> &[LoadedCert] {
-        &self.certificates
     }
 
     /// The configuration now in force.

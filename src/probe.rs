@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
@@ -187,19 +187,16 @@ pub async fn probe(url: &str, ca: Option<&Path>, origin: Option<&str>) -> Report
         .first()
         .cloned();
     if let Some(leaf) = leaf {
-        if let Ok(info) = inspect(&leaf) {
+        if let Ok(info) = crate::tls::certs::inspect_leaf(&leaf) {
             let covered = info
-                .0
+                .names
                 .iter()
                 .any(|n| crate::tls::certs::name_covers(n, &host));
-            let days = info
-                .1
-                .duration_since(SystemTime::now())
-                .map_or(0, |d| d.as_secs() / 86_400);
+            let days = info.remaining().as_secs() / 86_400;
             r.step(
                 covered,
                 "cert",
-                format!("names {}; expires in {days} days", info.0.join(", ")),
+                format!("names {}; expires in {days} days", info.names.join(", ")),
             );
             if !covered {
                 return r.diagnose(format!(
@@ -218,28 +215,6 @@ pub async fn probe(url: &str, ca: Option<&Path>, origin: Option<&str>) -> Report
         },
     );
     http_steps(r, TokioIo::new(tls_stream), &uri, &host, ws, origin).await
-}
-
-fn inspect(der: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime), ()> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|_| ())?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            match n {
-                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
-                x509_parser::extensions::GeneralName::IPAddress(b) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*b) {
-                        names.push(std::net::IpAddr::from(v4).to_string());
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*b) {
-                        names.push(std::net::IpAddr::from(v6).to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    let secs = cert.validity().not_after.timestamp().max(0) as u64;
-    Ok((names, SystemTime::UNIX_EPOCH + Duration::from_secs(secs)))
 }
 
 async fn http_steps<I>(

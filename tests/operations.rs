@@ -58,14 +58,6 @@ upstream = "backend"
     )
 }
 
-/// The value of the sample `name{labels}` in a Prometheus text exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test]
 async fn metrics_count_known_traffic() {
     let backend = Backend::echo("b").await;

@@ -46,8 +46,9 @@ pub struct ConnInfo {
     pub drain: crate::server::drain::Watch,
     /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
     pub tls_version: Option<&'static str>,
-    /// Requests and tunnels open on this connection (HTTP/2 idle timeout).
-    pub streams: crate::server::drain::Streams,
+    /// Requests and tunnels open on this connection, for the HTTP/2 idle
+    /// timeout (`None` on HTTP/1.1, whose idle limit is hyper's).
+    pub streams: Option<crate::server::drain::Streams>,
 }
 
 impl ConnInfo {
@@ -71,7 +72,7 @@ pub async fn handle(
         req.uri().clone(),
     ));
     log.tls = conn.tls_version;
-    log.stream = Some(conn.streams.open());
+    log.stream = conn.streams.as_ref().map(|s| s.open());
     let result = match target(&req) {
         // Phase 1: target.
         Ok(host) => {

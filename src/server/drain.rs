@@ -67,10 +67,6 @@ impl Watch {
     pub async fn signaled(&mut self) {
         let _ = self.signal.wait_for(|draining| *draining).await;
     }
-
-    pub fn is_signaled(&self) -> bool {
-        *self.signal.borrow()
-    }
 }
 
 /// Open streams on one connection (requests in progress and WebSocket

@@ -253,9 +253,9 @@ async fn serve_connection(
                 tls: true,
                 drain: watch.clone(),
                 tls_version,
-                streams: Streams::default(),
+                streams: h2.then(Streams::default),
             });
-            let streams = info.streams.clone();
+            let streams = info.streams.clone().unwrap_or_default();
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
             if h2 {
@@ -285,7 +285,7 @@ async fn serve_connection(
                 tls: false,
                 drain: watch.clone(),
                 tls_version: None,
-                streams: Streams::default(),
+                streams: None,
             });
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, "h1"));

@@ -151,6 +151,11 @@ pub fn load_pem(
     })
 }
 
+/// What one certificate (a server's leaf, say) says about itself.
+pub fn inspect_leaf(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
+    inspect(std::slice::from_ref(der))
+}
+
 fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, String> {
     use x509_parser::prelude::*;
 

@@ -189,11 +189,6 @@ impl Upstream {
         }
     }
 
-    /// The configured servers.
-    pub fn servers(&self) -> Vec<&Authority> {
-        self.servers.iter().map(|s| &s.authority).collect()
-    }
-
     /// The request target for an HTTP/1.1 upstream: origin-form `/path?query`.
     pub fn origin_form(path_and_query: Option<&PathAndQuery>) -> Uri {
         let pq = path_and_query

@@ -859,3 +859,11 @@ impl Drop for FerryProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The value of the sample `series` (name and labels) in a Prometheus text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

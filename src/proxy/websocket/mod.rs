@@ -196,7 +196,7 @@ pub async fn proxy(
         close_wait: CLOSE_WAIT.min(up.state.config.server.shutdown_grace),
     };
     let drain = up.conn.drain.clone();
-    let stream = up.conn.streams.open();
+    let stream = up.conn.streams.as_ref().map(|s| s.open());
     let metrics = up.state.metrics.clone();
     let active = up.state.route_metrics[up.route_index].ws_active.clone();
     tokio::spawn(async move {
