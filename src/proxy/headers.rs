@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 
 use crate::config::IpNet;
 
@@ -33,7 +34,10 @@ const HOP_BY_HOP: &[&HeaderName] = &[
 /// Removes hop-by-hop headers, including every header that `Connection` names.
 /// `TE: trailers` survives (it is how a client says it accepts trailers).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Fast path: most requests carry no Connection header at all.
+    // Fast path: one pass over the names, and most messages carry none of these.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(&k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -75,10 +79,12 @@ pub fn connection_has_upgrade(headers: &HeaderMap) -> bool {
 pub struct Forwarded<'a> {
     /// The TCP peer.
     pub peer: IpAddr,
+    /// The same, as [`ip_value`] formats it (once per connection).
+    pub peer_value: &'a HeaderValue,
     /// `https` or `http`: how the client reached ferry.
     pub proto: &'static str,
     /// The Host (or `:authority`) the client asked for.
-    pub host: &'a str,
+    pub host: &'a HeaderValue,
     /// Peers whose `X-Forwarded-*` we believe.
     pub trusted: &'a [IpNet],
 }
@@ -114,19 +120,47 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         None
     };
 
-    let peer_str = peer.to_string();
-    let xff = match incoming {
-        Some(chain) if !chain.trim().is_empty() => format!("{chain}, {peer_str}"),
-        _ => peer_str,
-    };
-    set(headers, &X_FORWARDED_FOR, &xff);
-    set(headers, &X_REAL_IP, &real_ip.to_string());
+    match incoming {
+        Some(chain) if !chain.trim().is_empty() => {
+            let peer = f.peer_value.to_str().unwrap_or_default();
+            set(headers, &X_FORWARDED_FOR, &format!("{chain}, {peer}"));
+        }
+        _ => {
+            headers.insert(X_FORWARDED_FOR.clone(), f.peer_value.clone());
+        }
+    }
+    if real_ip == peer {
+        headers.insert(X_REAL_IP.clone(), f.peer_value.clone());
+    } else {
+        headers.insert(X_REAL_IP.clone(), ip_value(real_ip));
+    }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(f.proto));
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        set(headers, &X_FORWARDED_HOST, f.host);
+        headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
     }
+}
+
+/// Sets `Host` to the authority the client asked for (HTTP/2's `:authority`
+/// becomes Host for HTTP/1.1) and returns it, for `X-Forwarded-Host`. A Host
+/// header that already says exactly that is kept as it is.
+pub fn set_host(headers: &mut HeaderMap, host: &Authority) -> HeaderValue {
+    if let Some(v) = headers.get(header::HOST) {
+        if v.as_bytes() == host.as_str().as_bytes() {
+            return v.clone();
+        }
+    }
+    // An authority is visible ASCII, so this always converts.
+    let value = HeaderValue::from_str(host.as_str()).unwrap_or(HeaderValue::from_static(""));
+    headers.insert(header::HOST, value.clone());
+    value
+}
+
+/// An address as `X-Forwarded-For` and `X-Real-IP` carry it (IPv4-mapped
+/// IPv6 as plain IPv4).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(canonical(ip).to_string()).expect("an IP address is a valid header value")
 }
 
 fn join_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -240,13 +274,17 @@ mod tests {
         assert!(!connection_has_upgrade(&map(&[("upgrade", "websocket")])));
     }
 
-    fn fwd<'a>(peer: &str, trusted: &'a [IpNet]) -> Forwarded<'a> {
-        Forwarded {
-            peer: peer.parse().unwrap(),
+    /// `set_forwarded` for a request to example.com over https from `peer`.
+    fn forward(h: &mut HeaderMap, peer: &str, trusted: &[IpNet]) {
+        let peer: IpAddr = peer.parse().unwrap();
+        let f = Forwarded {
+            peer,
+            peer_value: &ip_value(peer),
             proto: "https",
-            host: "example.com",
+            host: &HeaderValue::from_static("example.com"),
             trusted,
-        }
+        };
+        set_forwarded(h, &f);
     }
 
     #[test]
@@ -257,7 +295,7 @@ mod tests {
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", "evil.com"),
         ]);
-        set_forwarded(&mut h, &fwd("203.0.113.9", &[]));
+        forward(&mut h, "203.0.113.9", &[]);
         assert_eq!(get(&h, "x-forwarded-for"), Some("203.0.113.9"));
         assert_eq!(get(&h, "x-real-ip"), Some("203.0.113.9"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
@@ -272,7 +310,7 @@ mod tests {
             ("x-forwarded-for", "10.2.2.2"),
             ("x-forwarded-proto", "http"),
         ]);
-        set_forwarded(&mut h, &fwd("10.0.0.5", &trusted));
+        forward(&mut h, "10.0.0.5", &trusted);
         assert_eq!(
             get(&h, "x-forwarded-for"),
             Some("198.51.100.7, 10.1.1.1, 10.2.2.2, 10.0.0.5")
@@ -283,21 +321,21 @@ mod tests {
 
         // Every hop trusted: the left-most is the client.
         let mut h = map(&[("x-forwarded-for", "10.9.9.9, 10.1.1.1")]);
-        set_forwarded(&mut h, &fwd("10.0.0.5", &trusted));
+        forward(&mut h, "10.0.0.5", &trusted);
         assert_eq!(get(&h, "x-real-ip"), Some("10.9.9.9"));
         // Garbage stops the walk at the last address that parsed.
         let mut h = map(&[("x-forwarded-for", "unknown, 10.1.1.1")]);
-        set_forwarded(&mut h, &fwd("10.0.0.5", &trusted));
+        forward(&mut h, "10.0.0.5", &trusted);
         assert_eq!(get(&h, "x-real-ip"), Some("10.1.1.1"));
     }
 
     #[test]
     fn ipv4_mapped_peers_print_as_ipv4() {
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &fwd("::ffff:192.0.2.1", &[]));
+        forward(&mut h, "::ffff:192.0.2.1", &[]);
         assert_eq!(get(&h, "x-forwarded-for"), Some("192.0.2.1"));
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &fwd("2001:db8::1", &[]));
+        forward(&mut h, "2001:db8::1", &[]);
         assert_eq!(get(&h, "x-forwarded-for"), Some("2001:db8::1"));
     }
 

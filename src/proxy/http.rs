@@ -40,6 +40,8 @@ use crate::upstream::{RequestBody, SendError, Sent, Upstream};
 pub struct ConnInfo {
     /// The TCP peer.
     pub client: SocketAddr,
+    /// Its address as `X-Forwarded-For` carries it, formatted once per connection.
+    pub client_ip: HeaderValue,
     /// Whether the client reached us over TLS (decides `X-Forwarded-Proto`).
     pub tls: bool,
     /// WebSocket tunnels outlive their request: they keep the drain waiting with this.
@@ -230,15 +232,14 @@ fn upstream_request(
         headers::merge_cookies(headers);
     }
     // Keep the client's Host (HTTP/2's :authority becomes Host for HTTP/1.1).
-    if let Ok(value) = HeaderValue::from_str(host.as_str()) {
-        headers.insert(header::HOST, value);
-    }
+    let host = headers::set_host(headers, host);
     headers::set_forwarded(
         headers,
         &Forwarded {
             peer: conn.client.ip(),
+            peer_value: &conn.client_ip,
             proto: conn.scheme(),
-            host: host.as_str(),
+            host: &host,
             trusted: &state.config.server.trusted_proxies,
         },
     );

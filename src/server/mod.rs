@@ -250,6 +250,7 @@ async fn serve_connection(
             };
             let info = Arc::new(ConnInfo {
                 client: peer,
+                client_ip: crate::proxy::headers::ip_value(peer.ip()),
                 tls: true,
                 drain: watch.clone(),
                 tls_version,
@@ -282,6 +283,7 @@ async fn serve_connection(
         _ => {
             let info = Arc::new(ConnInfo {
                 client: peer,
+                client_ip: crate::proxy::headers::ip_value(peer.ip()),
                 tls: false,
                 drain: watch.clone(),
                 tls_version: None,

@@ -1,11 +1,11 @@
 //! Name resolution for upstream servers: at connect time, cached for
-//! `resolve_every`, all addresses used.
+//! `resolve_every`, all addresses used. A server written as an IP address
+//! and port is never looked up.
 //!
 //! Tests replace the system resolver through [`set_resolver`] (the seam the
 //! container-restart tests need: "backend" moving from 127.0.0.2 to 127.0.0.3
 //! without touching /etc/hosts).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,85 +39,88 @@ async fn lookup(server: &Authority) -> io::Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// An answer and when it was obtained.
-type Answer = (Arc<[SocketAddr]>, Instant);
-
 /// How long a failed lookup is remembered: a stopped container's name must
 /// not cost a resolver query per request.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
-/// Recent answers per server.
-#[derive(Debug)]
-pub struct DnsCache {
-    ttl: Duration,
-    answers: Mutex<HashMap<Authority, Answer>>,
-    /// Recent failures: the error kind and when.
-    failures: Mutex<HashMap<Authority, (io::ErrorKind, Instant)>>,
+/// The last answers for one name.
+#[derive(Debug, Default)]
+struct Last {
+    /// The last good answer, and when. Kept after it expires: pooled
+    /// connections to its addresses stay in use while a lookup fails.
+    addrs: Option<(Arc<[SocketAddr]>, Instant)>,
+    /// A failure since then, and when.
+    failed: Option<(io::ErrorKind, Instant)>,
 }
 
-impl DnsCache {
-    pub fn new(ttl: Duration) -> DnsCache {
-        DnsCache {
+/// One server's addresses: fixed for an IP literal, else looked up and
+/// cached for `ttl` (a failure for at most a second).
+#[derive(Debug)]
+pub struct Resolved {
+    server: Authority,
+    /// `Some` when the server is written as an address: no lookup, ever.
+    literal: Option<Arc<[SocketAddr]>>,
+    ttl: Duration,
+    last: Mutex<Last>,
+}
+
+impl Resolved {
+    pub fn new(server: Authority, ttl: Duration) -> Resolved {
+        let literal = server
+            .as_str()
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| Arc::from([a]));
+        Resolved {
+            server,
+            literal,
             ttl,
-            answers: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            last: Mutex::new(Last::default()),
         }
     }
 
-    /// The addresses of `server`, from the cache while fresh.
-    pub async fn resolve(&self, server: &Authority) -> io::Result<Arc<[SocketAddr]>> {
-        if let Some((addrs, at)) = self
-            .answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(server)
+    /// The addresses of the server, from the cache while fresh.
+    pub async fn addrs(&self) -> io::Result<Arc<[SocketAddr]>> {
+        if let Some(addrs) = &self.literal {
+            return Ok(addrs.clone());
+        }
         {
-            if at.elapsed() < self.ttl {
-                return Ok(addrs.clone());
+            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((addrs, at)) = &last.addrs {
+                if at.elapsed() < self.ttl {
+                    return Ok(addrs.clone());
+                }
+            }
+            if let Some((kind, at)) = last.failed {
+                if at.elapsed() < NEGATIVE_TTL.min(self.ttl) {
+                    return Err(io::Error::new(kind, "name did not resolve (cached for 1s)"));
+                }
             }
         }
-        if let Some((kind, at)) = self
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(server)
-        {
-            if at.elapsed() < NEGATIVE_TTL.min(self.ttl) {
-                return Err(io::Error::new(
-                    *kind,
-                    "name did not resolve (cached for 1s)",
-                ));
+        let answer = lookup(&self.server).await;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match answer {
+            Ok(addrs) => {
+                let addrs: Arc<[SocketAddr]> = addrs.into();
+                *last = Last {
+                    addrs: Some((addrs.clone(), Instant::now())),
+                    failed: None,
+                };
+                Ok(addrs)
             }
-        }
-        let addrs: Arc<[SocketAddr]> = match lookup(server).await {
-            Ok(addrs) => addrs.into(),
             Err(e) => {
-                self.failures
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(server.clone(), (e.kind(), Instant::now()));
-                return Err(e);
+                last.failed = Some((e.kind(), Instant::now()));
+                Err(e)
             }
-        };
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(server);
-        self.answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(server.clone(), (addrs.clone(), Instant::now()));
-        Ok(addrs)
+        }
     }
 
-    /// Whether `addr` is still among `server`'s last known addresses (true when unknown).
-    pub fn still_current(&self, server: &Authority, addr: SocketAddr) -> bool {
-        match self
-            .answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(server)
-        {
+    /// Whether `addr` is still among the server's last known addresses (true when unknown).
+    pub fn still_current(&self, addr: SocketAddr) -> bool {
+        if self.literal.is_some() {
+            return true;
+        }
+        match &self.last.lock().unwrap_or_else(|e| e.into_inner()).addrs {
             Some((addrs, _)) => addrs.contains(&addr),
             None => true,
         }

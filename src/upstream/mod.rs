@@ -139,6 +139,7 @@ impl Upstream {
             health: config.health.clone(),
             metrics: metrics.upstream(&config.name),
             pool: Pool::new(
+                &config.servers,
                 config.connect_timeout,
                 config.pool_idle_timeout,
                 config.pool_max_idle,
@@ -217,7 +218,7 @@ impl Upstream {
             server.in_flight.fetch_add(1, Ordering::Relaxed);
             let load = Load(self.clone(), index);
             let started = Instant::now();
-            match self.pool.send(&server.authority, req, read_timeout).await {
+            match self.pool.send(index, req, read_timeout).await {
                 Ok((response, addr)) => {
                     self.metrics.response(started.elapsed().as_secs_f64());
                     if response.status().is_server_error() {

@@ -5,7 +5,6 @@
 //! (connect and read timeouts are separate), which address answered, and
 //! whether a failed request was ever sent (only those are retried).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::{Progress, RequestBody};
-use super::dns::DnsCache;
+use super::dns::Resolved;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -79,10 +78,16 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections per server, and how to open new ones.
+/// One server's idle connections and addresses.
+struct Slot {
+    server: Authority,
+    idle: Mutex<Vec<Idle>>,
+    dns: Resolved,
+}
+
+/// Idle connections per server (by index in the upstream's list), and how to open new ones.
 pub struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
-    dns: DnsCache,
+    slots: Vec<Slot>,
     /// Rotates the first address tried when a name has several.
     next_addr: AtomicUsize,
     connect_timeout: Duration,
@@ -102,14 +107,21 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     pub fn new(
+        servers: &[Authority],
         connect_timeout: Duration,
         idle_timeout: Duration,
         max_idle: usize,
         resolve_every: Duration,
     ) -> Arc<Pool> {
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
-            dns: DnsCache::new(resolve_every),
+            slots: servers
+                .iter()
+                .map(|server| Slot {
+                    server: server.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    dns: Resolved::new(server.clone(), resolve_every),
+                })
+                .collect(),
             next_addr: AtomicUsize::new(0),
             connect_timeout,
             idle_timeout,
@@ -117,7 +129,7 @@ impl Pool {
         })
     }
 
-    /// Sends `req` to `server` on a pooled connection, or a new one. A request
+    /// Sends `req` to server number `server` on a pooled connection, or a new one. A request
     /// that a reused connection rejected before sending (the server had just
     /// closed it) is retried once on a fresh connection. Returns the response
     /// and the address it came from. The connection goes back to the pool
@@ -126,7 +138,7 @@ impl Pool {
     /// the request, which may then be tried elsewhere.
     pub async fn send(
         self: &Arc<Self>,
-        server: &Authority,
+        server: usize,
         req: Request<RequestBody>,
         read_timeout: Duration,
     ) -> Result<
@@ -138,7 +150,7 @@ impl Pool {
         // Refresh the name's addresses when the cached answer is old, so that
         // pooled connections to an address it no longer has are retired below.
         // A failed lookup keeps the pooled connections in use.
-        let _ = self.dns.resolve(server).await;
+        let _ = self.slots[server].dns.addrs().await;
         if let Some(idle) = self.checkout(server) {
             let Idle {
                 mut sender, addr, ..
@@ -191,15 +203,15 @@ impl Pool {
     }
 
     /// The most recently used live connection (least likely to be closing).
-    fn checkout(&self, server: &Authority) -> Option<Idle> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(server)?;
+    fn checkout(&self, server: usize) -> Option<Idle> {
+        let slot = &self.slots[server];
+        let mut list = slot.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(conn) = list.pop() {
             // Retire connections to addresses the name no longer resolves to
             // (a restarted container's old IP).
             if conn.since.elapsed() < self.idle_timeout
                 && conn.sender.is_ready()
-                && self.dns.still_current(server, conn.addr)
+                && slot.dns.still_current(conn.addr)
             {
                 return Some(conn);
             }
@@ -209,12 +221,11 @@ impl Pool {
 
     fn checkin_when_ready(
         self: &Arc<Self>,
-        server: &Authority,
+        server: usize,
         mut sender: SendRequest<RequestBody>,
         addr: SocketAddr,
     ) {
         let pool = Arc::clone(self);
-        let server = server.clone();
         tokio::spawn(async move {
             // Resolves when the response body has been read to the end; errors
             // if the connection closed or was upgraded.
@@ -231,9 +242,11 @@ impl Pool {
         });
     }
 
-    fn checkin(&self, server: Authority, conn: Idle) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(server).or_default();
+    fn checkin(&self, server: usize, conn: Idle) {
+        let mut list = self.slots[server]
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         list.retain(|c| c.since.elapsed() < self.idle_timeout && !c.sender.is_closed());
         if list.len() < self.max_idle {
             list.push(conn);
@@ -244,18 +257,17 @@ impl Pool {
     /// and connects to the first address that answers, within `connect_timeout`.
     async fn connect(
         &self,
-        server: &Authority,
+        server: usize,
     ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
+        let Slot {
+            server, dns: names, ..
+        } = &self.slots[server];
         let timeout = self.connect_timeout;
         let stream = tokio::time::timeout(timeout, async {
-            let addrs = self
-                .dns
-                .resolve(server)
-                .await
-                .map_err(|source| SendError::Resolve {
-                    server: server.clone(),
-                    source,
-                })?;
+            let addrs = names.addrs().await.map_err(|source| SendError::Resolve {
+                server: server.clone(),
+                source,
+            })?;
             let mut last =
                 io::Error::new(io::ErrorKind::NotFound, "the name resolved to no addresses");
             // Every address is used: start at a different one each time.

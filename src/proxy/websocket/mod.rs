@@ -231,9 +231,7 @@ fn upstream_request(
     let h = &mut parts.headers;
     headers::strip_hop_by_hop(h);
     h.remove(header::CONTENT_LENGTH);
-    if let Ok(value) = HeaderValue::from_str(up.host.as_str()) {
-        h.insert(header::HOST, value);
-    }
+    let host = headers::set_host(h, up.host);
     if let Some(key) = key {
         // Bridging from HTTP/2: the upstream sees an ordinary HTTP/1.1 handshake.
         headers::merge_cookies(h);
@@ -247,8 +245,9 @@ fn upstream_request(
         h,
         &Forwarded {
             peer: up.conn.client.ip(),
+            peer_value: &up.conn.client_ip,
             proto: if up.conn.tls { "https" } else { "http" },
-            host: up.host.as_str(),
+            host: &host,
             trusted: &up.state.config.server.trusted_proxies,
         },
     );
