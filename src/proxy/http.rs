@@ -132,7 +132,9 @@ async fn proxy(
             host,
             kind,
         };
-        return websocket::proxy(up, req, log).await;
+        // Boxed: the handshake's state would otherwise make every plain
+        // request's future (moved on each spawn and poll) that much larger.
+        return Box::pin(websocket::proxy(up, req, log)).await;
     }
 
     // Phase 4, checks: a declared body over the route's limit is refused before any

@@ -311,7 +311,11 @@ fn proxy_service(
         // One snapshot for the request's whole life.
         let state = live.load_full();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(handle(state, info, req).await) }
+        // Boxed once here: hyper moves the service future around (and, for
+        // HTTP/2, into a task of its own); a pointer is cheaper to move
+        // than the request path's few kilobytes of state.
+        let request = Box::pin(handle(state, info, req));
+        async move { Ok::<_, Infallible>(request.await) }
     })
 }
 
