@@ -118,8 +118,10 @@ impl Half {
                 return;
             }
             // 4. Read more.
-            let mut stack = [0u8; READ_CHUNK];
-            let mut buf = ReadBuf::new(&mut stack);
+            // Uninitialised: zeroing 16 KiB per read would cost more than
+            // relaying a small message (readers only ever append to it).
+            let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut stack);
             match src.as_mut().poll_read(cx, &mut buf) {
                 Poll::Pending => {
                     if self.needs_flush && !self.write_done {
