@@ -12,13 +12,6 @@ use ferry::app::{self, ConfigSource, Ferry, StartError};
 use ferry::cli::{CertCommand, Cli, Command, Format};
 use ferry::config::{Config, ListenerKind};
 
-/// mimalloc rather than glibc's malloc: fewer instructions per request on
-/// the proxy's hot path (tokio's task cells are aligned allocations, which
-/// glibc serves slowly) and less fragmentation under connection churn.
-/// Measured in docs/performance.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ferry::telemetry::init();
