@@ -132,8 +132,8 @@ async fn proxy(
             host,
             kind,
         };
-        // Boxed: the handshake's state would otherwise make every plain
-        // request's future (moved on each spawn and poll) that much larger.
+        // Boxed: the rarer WebSocket path keeps its state out of every
+        // plain request's future.
         return Box::pin(websocket::proxy(up, req, log)).await;
     }
 
