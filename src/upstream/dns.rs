@@ -79,6 +79,11 @@ impl Resolved {
         }
     }
 
+    /// The server as configured (`host:port`).
+    pub fn server(&self) -> &Authority {
+        &self.server
+    }
+
     /// The addresses of the server, from the cache while fresh.
     pub async fn addrs(&self) -> io::Result<Arc<[SocketAddr]>> {
         if let Some(addrs) = &self.literal {

@@ -80,7 +80,6 @@ struct Idle {
 
 /// One server's idle connections and addresses.
 struct Slot {
-    server: Authority,
     idle: Mutex<Vec<Idle>>,
     dns: Resolved,
 }
@@ -117,7 +116,6 @@ impl Pool {
             slots: servers
                 .iter()
                 .map(|server| Slot {
-                    server: server.clone(),
                     idle: Mutex::new(Vec::new()),
                     dns: Resolved::new(server.clone(), resolve_every),
                 })
@@ -262,9 +260,8 @@ impl Pool {
         &self,
         server: usize,
     ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
-        let Slot {
-            server, dns: names, ..
-        } = &self.slots[server];
+        let names = &self.slots[server].dns;
+        let server = names.server();
         let timeout = self.connect_timeout;
         let stream = tokio::time::timeout(timeout, async {
             let addrs = names.addrs().await.map_err(|source| SendError::Resolve {
