@@ -236,6 +236,10 @@ http {
     ssl_certificate $TMP/leaf.pem;
     ssl_certificate_key $TMP/leaf.key;
     ssl_protocols TLSv1.3;
+    # ferry's cipher order (AES-128-GCM first, server's choice), so every
+    # proxy does the same crypto; nginx's default follows the client's order.
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
     proxy_http_version 1.1;
     proxy_max_temp_file_size 0;   # stream, never spool to disk
     location / {
@@ -280,7 +284,7 @@ defaults
   http-reuse always
 
 frontend fe
-  bind 127.0.0.1:$PORT ssl crt $TMP/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3
+  bind 127.0.0.1:$PORT ssl crt $TMP/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
   http-request set-header X-Real-IP %[src]
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
@@ -489,7 +493,7 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for p in "${PROXIES[@]}"; do
   if start_proxy "$p" "$RAW/headers-$p.log"; then
     "$CLIENT" probe --url "$URL/headers" "${TLSARGS[@]}" --print >/dev/null 2>"$RAW/headers-$p.txt" || true
-    h2load -n1 -c1 "$URL/small" 2>&1 | grep -E "Application protocol|status codes" >>"$RAW/headers-$p.txt" || true
+    h2load -n1 -c1 "$URL/small" 2>&1 | grep -E "TLS Protocol|Cipher|Server Temp Key|Application protocol|status codes" >>"$RAW/headers-$p.txt" || true
   else
     echo "did not start" >"$RAW/headers-$p.txt"
   fi

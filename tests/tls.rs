@@ -1,6 +1,7 @@
 //! TLS as a client sees it: SNI picks the certificate, no SNI gets the
-//! default, ALPN picks the protocol, TLS 1.2 and 1.3 both work, and a client
-//! that never finishes its handshake is dropped.
+//! default, ALPN picks the protocol, TLS 1.2 and 1.3 both work, the server
+//! chooses the cipher suite, and a client that never finishes its handshake
+//! is dropped.
 
 mod common;
 
@@ -137,6 +138,61 @@ async fn alpn_picks_the_protocol_and_tls12_works() {
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
+}
+
+/// A client configuration offering exactly `suites`, in that order.
+fn offering(
+    proxy: &TestProxy,
+    suites: Vec<rustls::SupportedCipherSuite>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::crypto::aws_lc_rs;
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..aws_lc_rs::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots(&proxy.ca))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn the_server_picks_aes_128_gcm_whatever_the_client_lists_first() {
+    use rustls::CipherSuite as S;
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    let backend = Backend::echo("b").await;
+    let proxy = TestProxy::start(&simple_config(backend.addr)).await;
+    let negotiated = |tls: &tokio_rustls::client::TlsStream<TcpStream>| {
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+    };
+    // OpenSSL, curl and rustls clients list AES-256 first; ferry still picks
+    // AES-128 (its SHA-256 key schedule runs on the CPU's SHA extensions).
+    let aes256_first = offering(
+        &proxy,
+        vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ],
+    );
+    let tls = handshake(&proxy, aes256_first.clone(), "localhost").await;
+    assert_eq!(negotiated(&tls), S::TLS13_AES_128_GCM_SHA256);
+    // A client that offers only ChaCha20 (no AES hardware) still gets in.
+    let chacha = offering(&proxy, vec![cs::TLS13_CHACHA20_POLY1305_SHA256]);
+    let tls = handshake(&proxy, chacha, "localhost").await;
+    assert_eq!(negotiated(&tls), S::TLS13_CHACHA20_POLY1305_SHA256);
+    // TLS 1.2 follows the same order.
+    let tls12 = rustls::ClientConfig::builder_with_provider(aes256_first.crypto_provider().clone())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots(&proxy.ca))
+        .with_no_client_auth();
+    let tls = handshake(&proxy, Arc::new(tls12), "localhost").await;
+    assert_eq!(negotiated(&tls), S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
 }
 
 #[tokio::test]
