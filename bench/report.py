@@ -34,7 +34,13 @@ TESTS = [
     ("bulk", "(4) HTTPS HTTP/1.1, 1 MiB responses", "wrk -t1 -c8", [
         ("mb_s", "MB/s", "higher", True),
     ]),
-    ("ws_echo", "(5) WebSocket echo over HTTP/1.1, 128 B, 64 connections", "bench-client ws-echo", [
+    ("ws_echo", "(5a) WebSocket echo over HTTP/1.1, 128 B, 64 connections", "bench-client ws-echo", [
+        ("msgs_s", "msgs/s", "higher", True),
+        ("p50_ms", "p50 round trip (ms)", "lower", False),
+        ("p99_ms", "p99 round trip (ms)", "lower", False),
+    ]),
+    ("ws_echo_h2", "(5b) WebSocket echo over HTTP/2 (RFC 8441), 128 B, 64 WebSockets on 4 connections",
+     "bench-client ws-echo --h2", [
         ("msgs_s", "msgs/s", "higher", True),
         ("p50_ms", "p50 round trip (ms)", "lower", False),
         ("p99_ms", "p99 round trip (ms)", "lower", False),
@@ -63,6 +69,7 @@ TARGETS = [
     ("bulk", "mb_s", True, ">=", 3100, "≥ 3.1 GB/s per core"),
     ("ws_echo", "msgs_s", True, ">=", 101000, "≥ 101k msgs/s per core"),
     ("ws_echo", "p99_ms", False, "<=peer", None, "p99 ≤ best peer's"),
+    ("ws_echo_h2", "msgs_s", True, ">=", 101000, "≥ 101k msgs/s per core"),
     ("ws_idle", "kb_per_session", False, "<=", 8, "≤ 8 KB per idle TLS WebSocket"),
     ("startup", "ready_ms", False, "<", 50, "ready in < 50 ms"),
     ("startup", "idle_rss_mb", False, "<", 10, "< 10 MB RSS idle"),
@@ -198,7 +205,7 @@ def record(a):
                     if j.get("non2xx") or j.get("errors"):
                         rec["errors"].append("%d non-2xx, %d errors (first: %s)" % (
                             j.get("non2xx", 0), j.get("errors", 0), j.get("first_error")))
-                elif a.test == "ws_echo":
+                elif a.test in ("ws_echo", "ws_echo_h2"):
                     m["msgs_s"] = j["msgs_per_s"]
                     m["p50_ms"] = j["p50_us"] / 1e3
                     m["p99_ms"] = j["p99_us"] / 1e3

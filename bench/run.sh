@@ -13,7 +13,7 @@
 #   IDLE_SOCKETS [10000] idle WebSockets in test 6 (capped by the open-files limit)
 #   FIXED_RPS [10000]   offered rate of test 8 (proxy CPU per request)
 #   STARTUP_REPS [3]    start-ups measured per proxy per round (test 7)
-#   TESTS               subset and order of: startup h1 h2 tls_full tls_resumed bulk ws_echo fixed_rate ws_idle
+#   TESTS               subset and order of: startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle
 #   PROXY_CPU [1] LOAD_CPU [0]   CPUs for the proxy and for load generator + upstream
 #   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
 #   SKIP_BUILD=1        use the existing release binaries
@@ -37,7 +37,7 @@ WARMUP=${WARMUP:-2}
 IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
 FIXED_RPS=${FIXED_RPS:-10000}
 STARTUP_REPS=${STARTUP_REPS:-3}
-TESTS=${TESTS:-"startup h1 h2 tls_full tls_resumed bulk ws_echo fixed_rate ws_idle"}
+TESTS=${TESTS:-"startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle"}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT=${PORT:-18443}
@@ -468,6 +468,10 @@ run_test() { # test proxy round
       warm "$CLIENT" ws-echo --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$WARMUP"
       measure ws_echo "$proxy" "$round" json "$logf" \
         "$CLIENT" ws-echo --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$DURATION" ;;
+    ws_echo_h2)
+      warm "$CLIENT" ws-echo --h2 --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$WARMUP"
+      measure ws_echo_h2 "$proxy" "$round" json "$logf" \
+        "$CLIENT" ws-echo --h2 --per-connection 16 --url "$ws" "${TLSARGS[@]}" --connections 64 --size 128 --duration "$DURATION" ;;
     fixed_rate)
       measure fixed_rate "$proxy" "$round" h2load "$logf" \
         h2load --h1 -t1 -c16 -m1 --rps "$(( FIXED_RPS / 16 ))" -D "$DURATION" "$URL/small" ;;

@@ -5,7 +5,8 @@
 //!
 //! - `probe`    wait until `GET URL` answers 200 (or time out); optionally print the body
 //! - `conn`     one new TLS connection per request, full or resumed handshakes
-//! - `ws-echo`  WebSocket echo over HTTP/1.1: N connections, one message in flight each
+//! - `ws-echo`  WebSocket echo over HTTP/1.1, or over HTTP/2 (RFC 8441) with `--h2`:
+//!   N WebSockets, one message in flight each
 //! - `ws-idle`  open N idle WebSockets and report the proxy's RSS per session
 //! - `startup`  start a proxy command and time it to the first served request; idle RSS
 //!
@@ -73,10 +74,11 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
-    /// WebSocket echo: one message in flight per connection.
+    /// WebSocket echo: one message in flight per WebSocket.
     WsEcho {
         #[command(flatten)]
         t: Target,
+        /// WebSockets (each on its own TCP connection over HTTP/1.1).
         #[arg(long, default_value_t = 64)]
         connections: usize,
         /// Message size in bytes.
@@ -84,6 +86,12 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Open the WebSockets over HTTP/2 with extended CONNECT (RFC 8441).
+        #[arg(long)]
+        h2: bool,
+        /// With --h2: WebSockets multiplexed on each HTTP/2 connection.
+        #[arg(long, default_value_t = 16)]
+        per_connection: usize,
     },
     /// Open N idle WebSockets; RSS of --pids before and after.
     WsIdle {
@@ -266,6 +274,10 @@ impl rustls::client::ClientSessionStore for CountingStore {
 }
 
 fn tls_config(t: &Target, resume: bool) -> Result<Arc<ClientConfig>, String> {
+    tls_config_alpn(t, resume, b"http/1.1")
+}
+
+fn tls_config_alpn(t: &Target, resume: bool, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
     let mut provider = aws_lc_rs::default_provider();
     let mut groups = Vec::new();
     for g in &t.groups {
@@ -304,7 +316,7 @@ fn tls_config(t: &Target, resume: bool) -> Result<Arc<ClientConfig>, String> {
     } else {
         return Err("give --ca or --pin".into());
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     cfg.resumption = if resume {
         Resumption::store(Arc::new(CountingStore {
             inner: rustls::client::ClientSessionMemoryCache::new(16),
@@ -653,6 +665,188 @@ async fn ws_echo(t: Target, connections: usize, size: usize, duration: f64) -> V
             (rtts, err)
         }));
     }
+    echo_report(tasks, connections, failed, first_error, duration).await
+}
+
+/// WebSocket echo over HTTP/2 (RFC 8441): `streams` WebSockets, multiplexed
+/// `per_connection` to a TLS connection, one message in flight each.
+async fn ws_echo_h2(t: Target, streams: usize, per_connection: usize, size: usize, duration: f64) -> Value {
+    let url = match parse_url(&t.url) {
+        Ok(u) => u,
+        Err(e) => return json!({"ok": false, "error": e}),
+    };
+    let (connector, name) = match tls_config_alpn(&t, false, b"h2").and_then(|c| Ok((c, server_name(&t, &url)?))) {
+        Ok((c, n)) => (TlsConnector::from(c), n),
+        Err(e) => return json!({"ok": false, "error": e}),
+    };
+    let per_connection = per_connection.max(1);
+    let conns = streams.div_ceil(per_connection);
+    let mut socks = Vec::new();
+    let mut first_error = None;
+    let mut failed = 0u64;
+    for c in 0..conns {
+        let want = per_connection.min(streams - c * per_connection);
+        match h2_websockets(&connector, &url, &name, want).await {
+            Ok(ws) => socks.extend(ws),
+            Err(e) => {
+                failed += want as u64;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if socks.is_empty() {
+        return json!({"ok": false, "connected": 0, "failed": failed,
+            "error": first_error.unwrap_or_else(|| "no connection".into())});
+    }
+    let message = client_frame(0x2, &vec![b'x'; size]);
+    let end = Instant::now() + Duration::from_secs_f64(duration);
+    let mut tasks = Vec::new();
+    for (mut send, mut recv) in socks {
+        let message = message.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rtts: Vec<u32> = Vec::with_capacity(1 << 14);
+            let mut err = None;
+            let mut buf = Vec::new();
+            while Instant::now() < end {
+                let t0 = Instant::now();
+                if let Err(e) = send.send_data(message.clone(), false) {
+                    err = Some(format!("send: {e}"));
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_secs(10), next_message(&mut recv, &mut buf)).await {
+                    Ok(Ok((0x2, len))) if len == size => rtts.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                    Ok(Ok((op, len))) => {
+                        err = Some(format!("unexpected frame: opcode {op}, {len} bytes"));
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        err = Some(e);
+                        break;
+                    }
+                    Err(_) => {
+                        err = Some("no echo within 10s".into());
+                        break;
+                    }
+                }
+            }
+            let _ = send.send_data(client_frame(0x8, &1000u16.to_be_bytes()), true);
+            (rtts, err)
+        }));
+    }
+    echo_report(tasks, streams, failed, first_error, duration).await
+}
+
+type H2WebSocket = (h2::SendStream<Bytes>, h2::RecvStream);
+
+/// One TLS connection negotiating h2, and `n` WebSockets opened on it with
+/// extended CONNECT; the connection is driven by a task of its own.
+async fn h2_websockets(
+    connector: &TlsConnector,
+    url: &Url,
+    name: &ServerName<'static>,
+    n: usize,
+) -> Result<Vec<H2WebSocket>, String> {
+    let tls = tls_connect(connector, url.addr, name).await?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not negotiate h2".into());
+    }
+    let (client, conn) = h2::client::handshake(tls).await.map_err(|e| format!("h2: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.map_err(|e| format!("h2: {e}"))?;
+    // The server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive just after
+    // the handshake; give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !client.is_extended_connect_protocol_enabled() {
+        if Instant::now() > deadline {
+            return Err("the server does not offer extended CONNECT (RFC 8441)".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("https://{}{}", url.host_header, url.path))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .map_err(|e| e.to_string())?;
+        req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+        client = client.ready().await.map_err(|e| format!("h2: {e}"))?;
+        let (response, send) = client.send_request(req, false).map_err(|e| format!("h2: {e}"))?;
+        let response = response.await.map_err(|e| format!("h2: {e}"))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("failed: {}", response.status().as_u16()));
+        }
+        out.push((send, response.into_body()));
+    }
+    Ok(out)
+}
+
+/// A masked client frame (FIN set) with `payload`; the mask key is fixed,
+/// which RFC 6455 allows a benchmark to do.
+fn client_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&MASK);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    Bytes::from(f)
+}
+
+/// Reads until one whole (unmasked, unfragmented) server frame is in `buf`;
+/// returns its opcode and payload length and removes it. Pings are skipped.
+async fn next_message(recv: &mut h2::RecvStream, buf: &mut Vec<u8>) -> Result<(u8, usize), String> {
+    loop {
+        if buf.len() >= 2 {
+            let (op, len7) = (buf[0] & 0x0f, (buf[1] & 0x7f) as usize);
+            let (head, len) = match len7 {
+                126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                127 if buf.len() >= 10 => (10, u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize),
+                126 | 127 => (usize::MAX, 0),
+                n => (2, n),
+            };
+            if head != usize::MAX && buf.len() >= head + len {
+                buf.drain(..head + len);
+                if op == 0x9 || op == 0xa {
+                    continue;
+                }
+                if op == 0x8 {
+                    return Err("closed by peer".into());
+                }
+                return Ok((op, len));
+            }
+        }
+        match recv.data().await {
+            Some(Ok(data)) => {
+                let _ = recv.flow_control().release_capacity(data.len());
+                buf.extend_from_slice(&data);
+            }
+            Some(Err(e)) => return Err(format!("recv: {e}")),
+            None => return Err("stream ended".into()),
+        }
+    }
+}
+
+/// Waits for the echo loops and reports their round trips as JSON.
+async fn echo_report(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, Option<String>)>>,
+    connections: usize,
+    failed: u64,
+    mut first_error: Option<String>,
+    secs: f64,
+) -> Value {
     let mut all = Vec::new();
     let mut conn_errors = 0u64;
     for t in tasks {
@@ -664,7 +858,6 @@ async fn ws_echo(t: Target, connections: usize, size: usize, duration: f64) -> V
             }
         }
     }
-    let secs = duration;
     all.sort_unstable();
     let n = all.len() as f64;
     json!({
@@ -874,7 +1067,12 @@ fn main() {
         match cli.cmd {
             Cmd::Probe { t, timeout, print } => probe(t, timeout, print).await,
             Cmd::Conn { t, concurrency, duration, resume } => conn(t, concurrency, duration, resume).await,
-            Cmd::WsEcho { t, connections, size, duration } => ws_echo(t, connections, size, duration).await,
+            Cmd::WsEcho { t, connections, size, duration, h2: false, .. } => {
+                ws_echo(t, connections, size, duration).await
+            }
+            Cmd::WsEcho { t, connections, size, duration, h2: true, per_connection } => {
+                ws_echo_h2(t, connections, per_connection, size, duration).await
+            }
             Cmd::WsIdle { t, count, concurrency, pids, settle, timeout } => {
                 ws_idle(t, count, concurrency, pids, settle, timeout).await
             }
