@@ -187,6 +187,41 @@ async fn echo_over_http2_extended_connect() {
 }
 
 #[tokio::test]
+async fn many_sessions_on_one_http2_connection_talk_at_once_without_mixing_bytes() {
+    let backend = WsBackend::start().await;
+    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let mut client = proxy.client(Proto::H2).await;
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let (ws, _) = ws_h2(&mut client, &format!("/ws/{i}"), &[])
+            .await
+            .unwrap_or_else(|r| panic!("{}", r.status()));
+        sessions.push(ws);
+    }
+    // Every session sends at the same time, so their frames meet in ferry's
+    // writes to the one connection; sizes run from 1 byte to past the 64 KiB
+    // that ferry buffers before writing without waiting for a flush.
+    let talk = |i: usize, mut ws: H2Ws| async move {
+        for n in 0..40usize {
+            let len = [1, 125, 126, 4_000, 70_000][n % 5] + i;
+            let msg: Vec<u8> = (0..len).map(|b| (b * 7 + i + n) as u8).collect();
+            ws.send(Message::binary(msg.clone())).await.unwrap();
+            match ws_next(&mut ws).await {
+                Message::Binary(got) => {
+                    assert!(got[..] == msg[..], "session {i}, message {n} differs")
+                }
+                other => panic!("session {i}: expected binary, got {other:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+    };
+    within(futures_util::future::join_all(
+        sessions.into_iter().enumerate().map(|(i, ws)| talk(i, ws)),
+    ))
+    .await;
+}
+
+#[tokio::test]
 async fn origins_are_checked_before_the_upstream_is_contacted() {
     let mut backend = WsBackend::start().await;
     let proxy = TestProxy::start(&config(

@@ -1,6 +1,7 @@
 //! Listeners and connections: accept loops, TLS handshakes, HTTP/1.1 or
 //! HTTP/2 by ALPN, and the drain on shutdown.
 
+mod batch;
 pub mod drain;
 
 use std::convert::Infallible;
@@ -21,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use self::batch::BatchedWrites;
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::metrics::GaugeGuard;
 use crate::proxy::LiveState;
@@ -265,7 +267,7 @@ async fn serve_connection(
                     streams,
                     idle_timeout: shared.live.load().config.server.idle_timeout,
                 };
-                serve_h2(TokioIo::new(tls), svc, settings, watch).await;
+                serve_h2(TokioIo::new(BatchedWrites::new(tls)), svc, settings, watch).await;
             } else {
                 serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
             }
