@@ -23,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Beyond this many buffered bytes, writes go out without waiting for a flush.
 const HIGH_WATER: usize = 64 * 1024;
-/// A buffer that grew beyond this is freed once written out.
-const KEEP: usize = 16 * 1024;
+/// A buffer that grew beyond this is freed once written out, so an idle
+/// connection holds at most this much here.
+const KEEP: usize = 4 * 1024;
 
 /// An I/O stream whose writes are buffered until a flush, and whose first
 /// flush of a batch is put off by one turn of the scheduler.

@@ -1,5 +1,6 @@
 //! Listeners and connections: accept loops, TLS handshakes, HTTP/1.1 or
-//! HTTP/2 by ALPN, and the drain on shutdown.
+//! HTTP/2 by ALPN (HTTP/2 writes batched by [`batch`]), and the drain on
+//! shutdown.
 
 mod batch;
 pub mod drain;
