@@ -140,18 +140,19 @@ async fn alpn_picks_the_protocol_and_tls12_works() {
     );
 }
 
-/// A client configuration offering exactly `suites`, in that order.
+/// A client configuration offering exactly `suites`, in that order, over `versions`.
 fn offering(
     proxy: &TestProxy,
-    suites: Vec<rustls::SupportedCipherSuite>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: &[rustls::SupportedCipherSuite],
 ) -> Arc<rustls::ClientConfig> {
     use rustls::crypto::aws_lc_rs;
     let provider = rustls::crypto::CryptoProvider {
-        cipher_suites: suites,
+        cipher_suites: suites.to_vec(),
         ..aws_lc_rs::default_provider()
     };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots(&proxy.ca))
         .with_no_client_auth();
@@ -169,29 +170,23 @@ async fn the_server_picks_aes_128_gcm_whatever_the_client_lists_first() {
     };
     // OpenSSL, curl and rustls clients list AES-256 first; ferry still picks
     // AES-128 (its SHA-256 key schedule runs on the CPU's SHA extensions).
-    let aes256_first = offering(
-        &proxy,
-        vec![
-            cs::TLS13_AES_256_GCM_SHA384,
-            cs::TLS13_CHACHA20_POLY1305_SHA256,
-            cs::TLS13_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        ],
-    );
-    let tls = handshake(&proxy, aes256_first.clone(), "localhost").await;
+    let aes256_first = [
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let tls13 = [&rustls::version::TLS13];
+    let tls = handshake(&proxy, offering(&proxy, &tls13, &aes256_first), "localhost").await;
     assert_eq!(negotiated(&tls), S::TLS13_AES_128_GCM_SHA256);
     // A client that offers only ChaCha20 (no AES hardware) still gets in.
-    let chacha = offering(&proxy, vec![cs::TLS13_CHACHA20_POLY1305_SHA256]);
+    let chacha = offering(&proxy, &tls13, &[cs::TLS13_CHACHA20_POLY1305_SHA256]);
     let tls = handshake(&proxy, chacha, "localhost").await;
     assert_eq!(negotiated(&tls), S::TLS13_CHACHA20_POLY1305_SHA256);
     // TLS 1.2 follows the same order.
-    let tls12 = rustls::ClientConfig::builder_with_provider(aes256_first.crypto_provider().clone())
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots(&proxy.ca))
-        .with_no_client_auth();
-    let tls = handshake(&proxy, Arc::new(tls12), "localhost").await;
+    let tls12 = offering(&proxy, &[&rustls::version::TLS12], &aes256_first);
+    let tls = handshake(&proxy, tls12, "localhost").await;
     assert_eq!(negotiated(&tls), S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
 }
 
