@@ -12,7 +12,7 @@ use crate::proxy::{LiveState, State};
 use crate::reload::Reloader;
 use crate::server::{self, BindError, BoundListener};
 use crate::tls::dev::{DevCertError, DevCerts};
-use crate::tls::{CertError, CertStore, LoadedCert, SniResolver, load_certificates};
+use crate::tls::{CertError, CertStore, SniResolver, load_certificates};
 
 /// Why ferry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ impl Ferry {
         };
         let metrics = Arc::new(Metrics::new());
         metrics.generation(1);
-        metrics.certificates(expiries(&certificates));
+        metrics.certificates(crate::tls::expiries(&certificates));
         let access_log = match &config.server.access_log {
             Some(log) => {
                 Some(AccessLog::open(log, metrics.clone()).map_err(StartError::AccessLog)?)
@@ -156,21 +156,6 @@ impl Ferry {
             admin.abort();
         }
     }
-}
-
-/// (certificate path, expiry as Unix time) for the expiry gauges.
-pub(crate) fn expiries(certs: &[LoadedCert]) -> Vec<(String, i64)> {
-    certs
-        .iter()
-        .map(|c| {
-            let secs = c
-                .info
-                .not_after
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            (c.config.cert.display().to_string(), secs as i64)
-        })
-        .collect()
 }
 
 /// Where the configuration comes from.

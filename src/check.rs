@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, ListenerKind, RouteAction};
-use crate::router::{HostPattern, Matcher, PathMatch};
+use crate::router::{HostPattern, PathMatch};
 use crate::tls::certs::name_covers;
 use crate::tls::{CertError, LoadedCert, load_certificates};
 
@@ -68,7 +68,7 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
     let serves_tls = config.listeners.iter().any(|l| l.kind == ListenerKind::Tls);
     if serves_tls && !certs.is_empty() {
         for r in &config.routes {
-            for host in &r.hosts {
+            for host in &r.matcher.hosts {
                 let covered = certs.iter().any(|c| match host {
                     HostPattern::Exact(name) => c.info.names.iter().any(|n| name_covers(n, name)),
                     HostPattern::Wildcard(suffix) => {
@@ -89,18 +89,10 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
     report.warnings.extend(unresolved_upstreams(config));
 
     // Routes an earlier route always takes (first match wins).
-    let matchers: Vec<Matcher> = config
-        .routes
-        .iter()
-        .map(|r| Matcher {
-            hosts: r.hosts.clone(),
-            path: r.path.clone(),
-        })
-        .collect();
-    for (j, later) in matchers.iter().enumerate() {
-        if let Some(i) = matchers[..j]
+    for (j, later) in config.routes.iter().enumerate() {
+        if let Some(i) = config.routes[..j]
             .iter()
-            .position(|earlier| earlier.covers(later))
+            .position(|earlier| earlier.matcher.covers(&later.matcher))
         {
             report.warnings.push(format!(
                 "route `{}` can never match: route `{}` before it matches all its requests (routes are tried in file order)\n      \
@@ -161,16 +153,17 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
     }
     let _ = writeln!(s, "routes (first match wins):");
     for (i, r) in config.routes.iter().enumerate() {
-        let hosts = if r.hosts.is_empty() {
+        let hosts = if r.matcher.hosts.is_empty() {
             "any host".to_owned()
         } else {
-            r.hosts
+            r.matcher
+                .hosts
                 .iter()
                 .map(|h| h.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let path = match &r.path {
+        let path = match &r.matcher.path {
             PathMatch::Any => "any path".to_owned(),
             PathMatch::Prefix(p) => format!("prefix {}", p.join(", ")),
             PathMatch::Exact(p) => format!("exactly {}", p.join(", ")),

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use crate::config::{Config, ListenerKind, RouteAction};
-use crate::router::{HostPattern, Matcher, PathMatch, RouteTable, normalize_path};
+use crate::router::{HostPattern, PathMatch, each_match, normalize_path};
 use crate::tls::certs::name_covers;
 
 /// The request to explain.
@@ -213,21 +213,13 @@ pub fn explain(config: &Config, probe: &Probe, cert_names: Option<&[String]>) ->
     }
 
     // Route.
-    let matchers: Vec<Matcher> = config
-        .routes
-        .iter()
-        .map(|r| Matcher {
-            hosts: r.hosts.clone(),
-            path: r.path.clone(),
-        })
-        .collect();
-    let table = RouteTable::new(matchers);
     let normalized = normalize_path(path);
     if normalized != path {
         let _ = writeln!(out, "path: {path} is matched as {normalized}");
     }
-    let found = table.find(&host, path);
-    for (i, host_ok, path_ok) in table.explain(&host, path) {
+    let found = config.route(&host, path).map(|(i, _)| i);
+    let matches = each_match(config.routes.iter().map(|r| &r.matcher), &host, path);
+    for (i, (host_ok, path_ok)) in matches.into_iter().enumerate() {
         if Some(i) == found {
             break;
         }
@@ -235,7 +227,8 @@ pub fn explain(config: &Config, probe: &Probe, cert_names: Option<&[String]>) ->
         let why = match (host_ok, path_ok) {
             (false, _) => format!(
                 "host {host} is not in [{}]",
-                r.hosts
+                r.matcher
+                    .hosts
                     .iter()
                     .map(HostPattern::to_string)
                     .collect::<Vec<_>>()
@@ -243,7 +236,7 @@ pub fn explain(config: &Config, probe: &Probe, cert_names: Option<&[String]>) ->
             ),
             (true, false) => format!(
                 "path {normalized} does not match {}",
-                describe_path(&r.path)
+                describe_path(&r.matcher.path)
             ),
             (true, true) => "matched".into(),
         };
@@ -262,7 +255,7 @@ pub fn explain(config: &Config, probe: &Probe, cert_names: Option<&[String]>) ->
         "route: {} `{}` ({})",
         index + 1,
         route.name,
-        describe_path(&route.path)
+        describe_path(&route.matcher.path)
     );
 
     let upstream = match &route.action {

@@ -10,7 +10,7 @@
 //!   ([`upstream::Upstream::send`]), keep-alive pools, DNS.
 //! - [`tls`]: certificate loading, SNI selection, the development CA.
 //! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2
-//!   by ALPN, the drain on shutdown.
+//!   by ALPN; [`drain`]: shutdown signalling that server and proxy share.
 //! - [`app`]: wiring: load, bind, serve.
 //! - [`check`], [`explain`], [`probe`]: `ferry check`, `ferry route`, `ferry probe`.
 //! - [`reload`]: rebuild the snapshot aside and swap it; [`admin`] and
@@ -25,6 +25,7 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod drain;
 pub mod explain;
 pub mod metrics;
 pub mod probe;

@@ -103,7 +103,7 @@ impl Reloader {
         let current = self.live.load_full();
         let generation = current.generation + 1;
         let metrics = current.metrics.clone();
-        metrics.certificates(crate::app::expiries(&certs));
+        metrics.certificates(crate::tls::expiries(&certs));
         let state = State::new(Arc::new(config), Some(&current), generation, metrics);
         // Certificates first: a request on the new routes must not meet an old certificate set
         // that lacks its host.

@@ -19,7 +19,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 pub use error::{ConfigError, Problem};
 pub use origin::OriginPattern;
 
-use crate::router::{HostPattern, PathMatch};
+use crate::router::Matcher;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -191,9 +191,8 @@ pub enum Balance {
 pub struct RouteConfig {
     /// For logs and metrics; unique. Defaults to `route<index>`.
     pub name: Arc<str>,
-    /// Empty = any host.
-    pub hosts: Vec<HostPattern>,
-    pub path: PathMatch,
+    /// Which requests: hosts (empty = any) and a path condition.
+    pub matcher: Matcher,
     pub action: RouteAction,
     /// Overrides the upstream's `read_timeout`.
     pub read_timeout: Option<Duration>,
@@ -327,6 +326,12 @@ impl Config {
     /// Validates config text; `name` is used in messages, relative paths resolve against `base`.
     pub fn parse(src: &str, name: &str, base: &Path) -> Result<Config, ConfigError> {
         validate::parse(src, name, base)
+    }
+
+    /// The route for `host` and `path`: the first match in file order.
+    pub fn route(&self, host: &str, path: &str) -> Option<(usize, &RouteConfig)> {
+        crate::router::first_match(self.routes.iter().map(|r| &r.matcher), host, path)
+            .map(|i| (i, &self.routes[i]))
     }
 
     /// The first TLS listener's port: where `redirect_https` sends clients.

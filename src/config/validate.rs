@@ -21,7 +21,7 @@ use super::{
     OriginPattern, RouteAction, RouteConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
     parse_duration,
 };
-use crate::router::{HostPattern, PathMatch};
+use crate::router::{HostPattern, Matcher, PathMatch};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -739,8 +739,7 @@ fn build_route(
     }
     RouteConfig {
         name,
-        hosts,
-        path,
+        matcher: Matcher { hosts, path },
         action,
         read_timeout,
         max_body_size,

@@ -45,12 +45,12 @@ pub struct ConnInfo {
     /// Whether the client reached us over TLS (decides `X-Forwarded-Proto`).
     pub tls: bool,
     /// WebSocket tunnels outlive their request: they keep the drain waiting with this.
-    pub drain: crate::server::drain::Watch,
+    pub drain: crate::drain::Watch,
     /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
     pub tls_version: Option<&'static str>,
     /// Requests and tunnels open on this connection, for the HTTP/2 idle
     /// timeout (`None` on HTTP/1.1, whose idle limit is hyper's).
-    pub streams: Option<crate::server::drain::Streams>,
+    pub streams: Option<crate::drain::Streams>,
 }
 
 impl ConnInfo {

@@ -51,7 +51,7 @@ pub struct RequestLog {
     /// The request's weight on its upstream server, released with the record.
     pub load: Option<crate::upstream::Load>,
     /// Keeps the connection from counting as idle until the response is done.
-    pub stream: Option<crate::server::drain::StreamGuard>,
+    pub stream: Option<crate::drain::StreamGuard>,
 }
 
 impl RequestLog {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use crate::access_log::AccessLog;
 use crate::config::{Config, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::router::{Matcher, RouteTable};
 use crate::upstream::Upstream;
 
 /// Everything a request needs, built once from a [`Config`]. A request keeps
@@ -27,7 +26,6 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct State {
     pub config: Arc<Config>,
-    pub routes: RouteTable,
     /// Indexed like `config.upstreams`.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Counts reloads: 1 for the configuration ferry started with.
@@ -53,16 +51,6 @@ impl State {
         generation: u64,
         metrics: Arc<Metrics>,
     ) -> State {
-        let routes = RouteTable::new(
-            config
-                .routes
-                .iter()
-                .map(|r| Matcher {
-                    hosts: r.hosts.clone(),
-                    path: r.path.clone(),
-                })
-                .collect(),
-        );
         let upstreams = config
             .upstreams
             .iter()
@@ -91,7 +79,6 @@ impl State {
         let access_log = previous.and_then(|p| p.access_log.clone());
         State {
             config,
-            routes,
             upstreams,
             generation,
             metrics,
@@ -103,8 +90,6 @@ impl State {
 
     /// The route for `host` and `path`, first match in file order.
     pub fn route(&self, host: &str, path: &str) -> Option<(usize, &RouteConfig)> {
-        self.routes
-            .find(host, path)
-            .map(|i| (i, &self.config.routes[i]))
+        self.config.route(host, path)
     }
 }

@@ -1,5 +1,5 @@
-//! The route table: host + path → route index. Pure: no I/O, no allocation per lookup
-//! unless the path needs normalising.
+//! Routing: host + path → the first matching route. Pure: no I/O, no
+//! allocation per lookup unless the host or path needs normalising.
 //!
 //! Routes are tried in file order and the first match wins, like Caddy's
 //! `handle` blocks and unlike nginx's longest-prefix rule; [`Matcher::covers`]
@@ -146,37 +146,37 @@ impl Matcher {
     }
 }
 
-/// Compiled routes in match order.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
-    matchers: Vec<Matcher>,
+/// Where a request goes: the index of the first of `matchers` (the routes in
+/// file order) that matches `host` (any case, port allowed) and `path`
+/// (normalised before matching, so `/app/../api` is routed as `/api`).
+///
+/// The route table is the validated config's `routes` itself: each route's
+/// conditions were compiled (regexes, host patterns) when the file was read.
+pub fn first_match<'a>(
+    matchers: impl IntoIterator<Item = &'a Matcher>,
+    host: &str,
+    path: &str,
+) -> Option<usize> {
+    let host = normalize_host(host);
+    let path = normalize_path(path);
+    matchers
+        .into_iter()
+        .position(|m| m.host_matches(&host) && m.path.matches(&path))
 }
 
-impl RouteTable {
-    pub fn new(matchers: Vec<Matcher>) -> RouteTable {
-        RouteTable { matchers }
-    }
-
-    /// Index of the first route matching `host` (any case, port allowed) and
-    /// `path` (normalised before matching, so `/app/../api` is routed as `/api`).
-    pub fn find(&self, host: &str, path: &str) -> Option<usize> {
-        let host = normalize_host(host);
-        let path = normalize_path(path);
-        self.matchers
-            .iter()
-            .position(|m| m.host_matches(&host) && m.path.matches(&path))
-    }
-
-    /// Why each route before `upto` did not match: `(index, host_ok, path_ok)`.
-    pub fn explain(&self, host: &str, path: &str) -> Vec<(usize, bool, bool)> {
-        let host = normalize_host(host);
-        let path = normalize_path(path);
-        self.matchers
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i, m.host_matches(&host), m.path.matches(&path)))
-            .collect()
-    }
+/// For each of `matchers`, in order: whether its host condition and its path
+/// condition match (`ferry route` says why earlier routes were skipped).
+pub fn each_match<'a>(
+    matchers: impl IntoIterator<Item = &'a Matcher>,
+    host: &str,
+    path: &str,
+) -> Vec<(bool, bool)> {
+    let host = normalize_host(host);
+    let path = normalize_path(path);
+    matchers
+        .into_iter()
+        .map(|m| (m.host_matches(&host), m.path.matches(&path)))
+        .collect()
 }
 
 /// Lowercases and drops the port: `Example.COM:8443` → `example.com`, `[::1]:443` → `[::1]`.
@@ -267,17 +267,19 @@ fn hex_val(b: u8) -> u8 {
 mod tests {
     use super::*;
 
-    fn table(routes: &[(&[&str], PathMatch)]) -> RouteTable {
-        RouteTable::new(
+    struct Table(Vec<Matcher>);
+
+    impl Table {
+        fn find(&self, host: &str, path: &str) -> Option<usize> {
+            first_match(&self.0, host, path)
+        }
+    }
+
+    fn table(routes: &[(&[&str], PathMatch)]) -> Table {
+        Table(
             routes
                 .iter()
-                .map(|(hosts, path)| Matcher {
-                    hosts: hosts
-                        .iter()
-                        .map(|h| HostPattern::parse(h).unwrap())
-                        .collect(),
-                    path: path.clone(),
-                })
+                .map(|(hosts, path)| matcher(hosts, path.clone()))
                 .collect(),
         )
     }

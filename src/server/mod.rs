@@ -1,9 +1,8 @@
 //! Listeners and connections: accept loops, TLS handshakes, HTTP/1.1 or
 //! HTTP/2 by ALPN (HTTP/2 writes batched by [`batch`]), and the drain on
-//! shutdown.
+//! shutdown (the [`drain`](crate::drain) they wait on lives below both server and proxy).
 
 mod batch;
-pub mod drain;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,12 +24,12 @@ use tracing::Instrument;
 
 use self::batch::BatchedWrites;
 use crate::config::{ListenerConfig, ListenerKind};
+use crate::drain::{Drain, Streams, Watch};
 use crate::metrics::GaugeGuard;
 use crate::proxy::LiveState;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
 use crate::tls::{ALPN_H2, CertStore};
-use drain::{Drain, Streams, Watch};
 
 /// A listening socket and what it is for.
 #[derive(Debug)]

@@ -212,6 +212,21 @@ fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, String> {
     })
 }
 
+/// (certificate path, expiry as Unix time) for the expiry gauges.
+pub fn expiries(certs: &[LoadedCert]) -> Vec<(String, i64)> {
+    certs
+        .iter()
+        .map(|c| {
+            let secs = c
+                .info
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            (c.config.cert.display().to_string(), secs as i64)
+        })
+        .collect()
+}
+
 /// Whether certificate name `pattern` (maybe `*.example.com`) covers `host`.
 /// A wildcard covers exactly one label, as TLS clients check it.
 pub fn name_covers(pattern: &str, host: &str) -> bool {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
 
-pub use certs::{CertError, CertInfo, LoadedCert, load_certificates};
+pub use certs::{CertError, CertInfo, LoadedCert, expiries, load_certificates};
 pub use resolver::{CertStore, SniResolver};
 
 /// ALPN protocol id for HTTP/2.

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::frame::{FrameTracker, Seen, close_frame, ping_frame};
-use crate::server::drain::Watch;
+use crate::drain::Watch;
 
 /// Read size per poll; a TLS record's worth.
 const READ_CHUNK: usize = 16 * 1024;

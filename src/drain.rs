@@ -1,5 +1,9 @@
 //! Shutdown signalling and tracking: one [`Drain`] tells every connection
-//! (and, later, every WebSocket tunnel) to wind down and waits for them all.
+//! and every WebSocket tunnel to wind down, and waits for them all; and
+//! [`Streams`], what is open on one connection (for the HTTP/2 idle timeout).
+//!
+//! Low in the module graph on purpose: the server holds the [`Drain`], the
+//! proxy's tunnels hold [`Watch`]es, and neither imports the other for it.
 
 use std::time::Duration;
 
