@@ -1,8 +1,8 @@
 //! The response body ferry sends: an upstream body streamed through (with a
 //! between-chunks read timeout), or a small body of our own.
 //!
-//! It also carries the request's log record, written when the body is
-//! finished or dropped, so the line has the real byte count and duration.
+//! It also carries the request's context, whose log line is written when the
+//! body is finished or dropped, so the line has the real byte count and duration.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -13,14 +13,16 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::error::BoxError;
-use super::log::RequestLog;
+use super::context::RequestContext;
+
+/// A boxed error, as bodies pass them to hyper.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every response ferry sends.
 pub struct ProxyBody {
     kind: Kind,
     /// Written on drop: one line per request.
-    log: Option<Box<RequestLog>>,
+    context: Option<Box<RequestContext>>,
 }
 
 enum Kind {
@@ -45,14 +47,14 @@ impl ProxyBody {
     pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         ProxyBody {
             kind: Kind::Full(Some(bytes.into())),
-            log: None,
+            context: None,
         }
     }
 
     pub fn empty() -> ProxyBody {
         ProxyBody {
             kind: Kind::Full(None),
-            log: None,
+            context: None,
         }
     }
 
@@ -64,12 +66,13 @@ impl ProxyBody {
                 last: Instant::now(),
                 idle: None,
             },
-            log: None,
+            context: None,
         }
     }
 
-    pub(crate) fn set_log(&mut self, log: Box<RequestLog>) {
-        self.log = Some(log);
+    /// The request this body answers: its log line is written when the body ends.
+    pub(crate) fn set_context(&mut self, context: Box<RequestContext>) {
+        self.context = Some(context);
     }
 }
 
@@ -108,7 +111,7 @@ impl Body for ProxyBody {
                 }
             },
         };
-        if let Some(log) = &mut this.log {
+        if let Some(log) = &mut this.context {
             match &frame {
                 Some(Ok(f)) => {
                     if let Some(data) = f.data_ref() {
@@ -140,8 +143,8 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        if let Some(log) = self.log.take() {
-            log.write();
+        if let Some(context) = self.context.take() {
+            context.write();
         }
     }
 }

@@ -1,12 +1,22 @@
 //! The one place where a failed request becomes a status code and a body.
 //!
-//! Decided by which side failed: the client (4xx), the upstream (502/504) or
-//! ferry itself (500).
+//! A [`ProxyError`] records which side failed and why, with the typed cause:
+//! the client (4xx) or the upstream (502/504). [`ProxyError::status`] is the
+//! only function that picks a status for a failure, pinned by the table in
+//! this file's tests; [`error_response`] turns it into the short answer the
+//! client gets. Ferry's own answers that are not failures (redirects, the
+//! upstream's responses) are built in [`super::response`].
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
+use http::uri::Authority;
 use http::{HeaderMap, Response, StatusCode};
 
 use super::body::ProxyBody;
+use crate::upstream::body::{BodyFailure, Progress};
+use crate::upstream::{Failed, SendError};
 
 /// Why a request could not be proxied.
 #[derive(Debug, thiserror::Error)]
@@ -23,41 +33,53 @@ pub enum ProxyError {
     PayloadTooLarge { limit: u64 },
     #[error("cannot connect to upstream `{upstream}` at {server}: {source}")]
     UpstreamConnect {
-        upstream: String,
-        server: String,
+        upstream: Arc<str>,
+        server: Authority,
         #[source]
-        source: BoxError,
+        source: SendError,
     },
     #[error("connecting to upstream `{upstream}` at {server} timed out")]
-    UpstreamConnectTimeout { upstream: String, server: String },
+    UpstreamConnectTimeout {
+        upstream: Arc<str>,
+        server: Authority,
+    },
     #[error("upstream `{upstream}` at {server} sent no response within {timeout:?}")]
     UpstreamTimeout {
-        upstream: String,
-        server: String,
-        timeout: std::time::Duration,
+        upstream: Arc<str>,
+        server: Authority,
+        timeout: Duration,
     },
     #[error("upstream `{upstream}` at {server} failed: {source}")]
     UpstreamFailed {
-        upstream: String,
-        server: String,
+        upstream: Arc<str>,
+        server: Authority,
         #[source]
-        source: BoxError,
+        source: UpstreamFailure,
     },
-    #[error("internal error: {0}")]
-    Internal(&'static str),
 }
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What went wrong in an exchange with an upstream server that answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// The HTTP/1.1 handshake or the exchange itself failed.
+    #[error(transparent)]
+    Send(SendError),
+    /// A WebSocket bridged from HTTP/2: the 101 does not answer ferry's key.
+    #[error("the upstream's 101 has a wrong Sec-WebSocket-Accept")]
+    WrongAccept,
+}
 
 /// Which side a failure belongs to: decides the log level and the status family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The client sent something ferry refuses (logged at info).
     Client,
+    /// The upstream could not be reached or failed (logged as a warning).
     Upstream,
-    Ferry,
 }
 
 impl ProxyError {
+    /// The status the client gets: the one place it is chosen.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
@@ -72,7 +94,6 @@ impl ProxyError {
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -87,23 +108,52 @@ impl ProxyError {
             | ProxyError::UpstreamConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamFailed { .. } => Side::Upstream,
-            ProxyError::Internal(_) => Side::Ferry,
         }
     }
 
-    /// A short, stable label for logs and (later) metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ProxyError::NoRoute => "no_route",
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::OriginNotAllowed { .. } => "origin_denied",
-            ProxyError::OriginRequired => "origin_required",
-            ProxyError::PayloadTooLarge { .. } => "body_too_large",
-            ProxyError::UpstreamConnect { .. } => "connect",
-            ProxyError::UpstreamConnectTimeout { .. } => "connect_timeout",
-            ProxyError::UpstreamTimeout { .. } => "timeout",
-            ProxyError::UpstreamFailed { .. } => "upstream",
-            ProxyError::Internal(_) => "internal",
+    /// A send to `upstream` that failed, after retries, blamed on the right
+    /// side: the request body (what `body` recorded about it: past
+    /// `max_body_size`, or the client gone mid-upload) before the upstream.
+    pub fn from_send(
+        upstream: &Arc<str>,
+        failed: Failed,
+        body: &Progress,
+        max_body_size: Option<u64>,
+    ) -> ProxyError {
+        let Failed { error, server } = failed;
+        if let SendError::Exchange { .. } = error {
+            match (body.failure(), max_body_size) {
+                (Some(BodyFailure::TooLarge), Some(limit)) => {
+                    return ProxyError::PayloadTooLarge { limit };
+                }
+                (Some(BodyFailure::ClientGone), _) => {
+                    return ProxyError::BadRequest("request body ended early");
+                }
+                _ => {}
+            }
+        }
+        let upstream = upstream.clone();
+        match error {
+            SendError::ConnectTimeout { .. } => {
+                ProxyError::UpstreamConnectTimeout { upstream, server }
+            }
+            SendError::Timeout { timeout } => ProxyError::UpstreamTimeout {
+                upstream,
+                server,
+                timeout,
+            },
+            SendError::Resolve { .. } | SendError::Connect { .. } => ProxyError::UpstreamConnect {
+                upstream,
+                server,
+                source: error,
+            },
+            SendError::Handshake { .. } | SendError::Exchange { .. } => {
+                ProxyError::UpstreamFailed {
+                    upstream,
+                    server,
+                    source: UpstreamFailure::Send(error),
+                }
+            }
         }
     }
 
@@ -120,27 +170,29 @@ impl ProxyError {
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
                 "upstream timed out"
             }
-            ProxyError::Internal(_) => "internal error",
         }
+    }
+
+    /// The error and its causes on one line, for the log.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            source = s.source();
+        }
+        out
     }
 }
 
 /// The error response: JSON when the client accepts it, plain text otherwise.
 pub fn error_response(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
-    status_response(err.status(), err.public_message(), wants_json)
-}
-
-/// Whether the client's `Accept` asks for JSON.
-pub fn wants_json(request_headers: &HeaderMap) -> bool {
-    request_headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/json") || v.contains("+json"))
-}
-
-/// A short response with `status` and `message`, JSON when the client accepts JSON.
-pub fn status_response(status: StatusCode, message: &str, wants_json: bool) -> Response<ProxyBody> {
+    let status = err.status();
+    let message = err.public_message();
     let (body, content_type) = if wants_json {
         (
             format!(
@@ -165,17 +217,34 @@ pub fn status_response(status: StatusCode, message: &str, wants_json: bool) -> R
     res
 }
 
+/// Whether the client's `Accept` asks for JSON.
+pub fn wants_json(request_headers: &HeaderMap) -> bool {
+    request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json") || v.contains("+json"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn io() -> BoxError {
-        Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    fn server() -> Authority {
+        Authority::from_static("b:8000")
     }
 
+    fn refused() -> SendError {
+        SendError::Connect {
+            server: server(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        }
+    }
+
+    /// Every failure, its status and its side: the whole table.
     #[test]
     fn status_table() {
-        let up = || ("backend".to_owned(), "b:8000".to_owned());
+        let up: Arc<str> = "backend".into();
         let cases: Vec<(ProxyError, u16, Side)> = vec![
             (ProxyError::NoRoute, 404, Side::Client),
             (ProxyError::BadRequest("missing Host"), 400, Side::Client),
@@ -190,45 +259,81 @@ mod tests {
             (ProxyError::PayloadTooLarge { limit: 1 }, 413, Side::Client),
             (
                 ProxyError::UpstreamConnect {
-                    upstream: up().0,
-                    server: up().1,
-                    source: io(),
+                    upstream: up.clone(),
+                    server: server(),
+                    source: refused(),
                 },
                 502,
                 Side::Upstream,
             ),
             (
                 ProxyError::UpstreamFailed {
-                    upstream: up().0,
-                    server: up().1,
-                    source: io(),
+                    upstream: up.clone(),
+                    server: server(),
+                    source: UpstreamFailure::WrongAccept,
                 },
                 502,
                 Side::Upstream,
             ),
             (
                 ProxyError::UpstreamConnectTimeout {
-                    upstream: up().0,
-                    server: up().1,
+                    upstream: up.clone(),
+                    server: server(),
                 },
                 504,
                 Side::Upstream,
             ),
             (
                 ProxyError::UpstreamTimeout {
-                    upstream: up().0,
-                    server: up().1,
-                    timeout: std::time::Duration::from_secs(1),
+                    upstream: up,
+                    server: server(),
+                    timeout: Duration::from_secs(1),
                 },
                 504,
                 Side::Upstream,
             ),
-            (ProxyError::Internal("x"), 500, Side::Ferry),
         ];
         for (err, status, side) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
             assert_eq!(err.side(), side, "{err}");
+            assert_eq!(error_response(&err, false).status(), status, "{err}");
         }
+    }
+
+    /// Send failures map by kind; a timeout waiting for the head is 504, not 502.
+    #[test]
+    fn send_failures_by_kind() {
+        let up: Arc<str> = "backend".into();
+        let body = Progress::default();
+        let failed = |error| Failed {
+            error,
+            server: server(),
+        };
+        let cases = [
+            (refused(), 502),
+            (
+                SendError::ConnectTimeout {
+                    server: server(),
+                    timeout: Duration::from_secs(1),
+                },
+                504,
+            ),
+            (
+                SendError::Timeout {
+                    timeout: Duration::from_secs(1),
+                },
+                504,
+            ),
+        ];
+        for (error, status) in cases {
+            let e = ProxyError::from_send(&up, failed(error), &body, None);
+            assert_eq!(e.status().as_u16(), status, "{e}");
+        }
+        let e = ProxyError::from_send(&up, failed(refused()), &body, None);
+        assert_eq!(
+            e.chain(),
+            "cannot connect to upstream `backend` at b:8000: cannot connect to b:8000: connection refused"
+        );
     }
 
     #[test]

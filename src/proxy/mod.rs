@@ -1,24 +1,40 @@
 //! The proxy: what happens to a request between the client and the upstream.
 //!
-//! - [`http`]: the request path, in named phases.
+//! - [`decision`]: what to do with a request — route, checks, the upstream
+//!   request head — decided once, without I/O (`ferry route` prints it).
+//! - [`http`]: the request path that executes a decision, in named phases.
+//! - [`websocket`]: executing a WebSocket handshake (HTTP/1.1 and HTTP/2) and
+//!   the frame-aware relay that carries the session.
 //! - [`headers`]: hop-by-hop stripping and `X-Forwarded-*` (pure).
 //! - [`error`]: the one mapping from failures to statuses.
+//! - [`response`]: upstream responses, redirects and WebSocket acceptances.
 //! - [`body`]: the response body type, with the between-chunks timeout.
-//! - [`websocket`]: WebSocket handshakes (HTTP/1.1 and HTTP/2) and the relay.
+//! - [`context`]: the per-request context, and its log line.
+//!
+//! Inside the module the graph points one way: `http → websocket →
+//! {decision, response, context} → body`, `decision → {headers, error}`,
+//! `error → body`.
 
 pub mod body;
+pub mod context;
+pub mod decision;
 pub mod error;
 pub mod headers;
 pub mod http;
-pub mod log;
+pub mod response;
 pub mod websocket;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ::http::HeaderValue;
+
 use crate::access_log::AccessLog;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, ListenerKind};
+use crate::drain::{Streams, Watch};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::Upstream;
+use decision::Inbound;
 
 /// Everything a request needs, built once from a [`Config`]. A request keeps
 /// the `Arc<State>` it started with for its whole life; a reload builds a new
@@ -87,9 +103,36 @@ impl State {
             access_log,
         }
     }
+}
 
-    /// The route for `host` and `path`, first match in file order.
-    pub fn route(&self, host: &str, path: &str) -> Option<(usize, &RouteConfig)> {
-        self.config.route(host, path)
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub client: SocketAddr,
+    /// Its address as `X-Forwarded-For` carries it, formatted once per connection.
+    pub client_ip: HeaderValue,
+    /// What the listener does (decides `X-Forwarded-Proto`, or the redirect to https).
+    pub listener: ListenerKind,
+    /// Where a `redirect_https` listener sends clients (the first TLS listener's port).
+    pub https_port: Option<u16>,
+    /// WebSocket tunnels outlive their request: they keep the drain waiting with this.
+    pub drain: Watch,
+    /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
+    pub tls_version: Option<&'static str>,
+    /// Requests and tunnels open on this connection, for the HTTP/2 idle
+    /// timeout (`None` on HTTP/1.1, whose idle limit is hyper's).
+    pub streams: Option<Streams>,
+}
+
+impl ConnInfo {
+    /// What the request [`decision`] needs to know about the connection.
+    pub fn inbound(&self) -> Inbound<'_> {
+        Inbound {
+            peer: self.client.ip(),
+            peer_value: &self.client_ip,
+            listener: self.listener,
+            https_port: self.https_port,
+        }
     }
 }

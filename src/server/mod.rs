@@ -26,9 +26,9 @@ use self::batch::BatchedWrites;
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::drain::{Drain, Streams, Watch};
 use crate::metrics::GaugeGuard;
-use crate::proxy::LiveState;
 use crate::proxy::body::ProxyBody;
-use crate::proxy::http::{ConnInfo, handle, redirect_to_https};
+use crate::proxy::http::handle;
+use crate::proxy::{ConnInfo, LiveState};
 use crate::tls::{ALPN_H2, CertStore};
 
 /// A listening socket and what it is for.
@@ -253,7 +253,8 @@ async fn serve_connection(
             let info = Arc::new(ConnInfo {
                 client: peer,
                 client_ip: crate::proxy::headers::ip_value(peer.ip()),
-                tls: true,
+                listener: ListenerKind::Tls,
+                https_port: shared.https_port,
                 drain: watch.clone(),
                 tls_version,
                 streams: h2.then(Streams::default),
@@ -272,27 +273,24 @@ async fn serve_connection(
                 serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
             }
         }
-        (ListenerKind::RedirectHttps, _) => {
-            let https_port = shared.https_port;
-            let live = shared.live.clone();
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let state = live.load_full();
-                async move { Ok::<_, Infallible>(redirect_to_https(state, peer, &req, https_port)) }
-            });
-            let _open = GaugeGuard::new(metrics.connection(listen, "redirect"));
-            serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
-        }
-        _ => {
+        (kind, _) => {
+            // Plain HTTP/1.1: proxying, or the redirect to https.
             let info = Arc::new(ConnInfo {
                 client: peer,
                 client_ip: crate::proxy::headers::ip_value(peer.ip()),
-                tls: false,
+                listener: kind,
+                https_port: shared.https_port,
                 drain: watch.clone(),
                 tls_version: None,
                 streams: None,
             });
             let svc = proxy_service(shared.live.clone(), info);
-            let _open = GaugeGuard::new(metrics.connection(listen, "h1"));
+            let protocol = if kind == ListenerKind::RedirectHttps {
+                "redirect"
+            } else {
+                "h1"
+            };
+            let _open = GaugeGuard::new(metrics.connection(listen, protocol));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
         }
     }

@@ -1,10 +1,12 @@
 //! The request body sent upstream: the client's body, passed through as it
 //! arrives, with a record of progress so that the read timeout only counts
-//! time spent waiting on the upstream (not on a client's slow upload).
+//! time spent waiting on the upstream (not on a client's slow upload), and of
+//! how it failed, if it did, so that a failed exchange can be blamed on the
+//! right side without digging through error sources.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -26,7 +28,22 @@ pub struct RequestBody {
 #[error("the request body is larger than max_body_size ({0} bytes)")]
 pub struct BodyTooLarge(pub u64);
 
-/// When the request body last moved, and how much of it did.
+/// Why the request body stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// It grew past the route's `max_body_size` and was cut off.
+    TooLarge,
+    /// The client stopped sending it (hung up, or reset the stream).
+    ClientGone,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// When the request body last moved, how much of it did, and whether it failed.
 #[derive(Debug)]
 pub struct Progress {
     base: Instant,
@@ -34,6 +51,8 @@ pub struct Progress {
     last: AtomicU64,
     /// Request body bytes passed upstream.
     bytes: AtomicU64,
+    /// 0: no failure; else a [`BodyFailure`] (see [`Progress::failure`]).
+    failure: AtomicU8,
 }
 
 impl Progress {
@@ -42,7 +61,25 @@ impl Progress {
             base: Instant::now(),
             last: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            failure: AtomicU8::new(0),
         }
+    }
+
+    /// How the body failed, if it did.
+    pub fn failure(&self) -> Option<BodyFailure> {
+        match self.failure.load(Ordering::Relaxed) {
+            1 => Some(BodyFailure::TooLarge),
+            2 => Some(BodyFailure::ClientGone),
+            _ => None,
+        }
+    }
+
+    fn fail(&self, why: BodyFailure) {
+        let code = match why {
+            BodyFailure::TooLarge => 1,
+            BodyFailure::ClientGone => 2,
+        };
+        self.failure.store(code, Ordering::Relaxed);
     }
 
     /// Records activity now.
@@ -99,7 +136,12 @@ impl Body for RequestBody {
         };
         let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
             None => return Poll::Ready(None),
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => {
+                if e.is_incomplete_message() || e.is_canceled() {
+                    this.progress.fail(BodyFailure::ClientGone);
+                }
+                return Poll::Ready(Some(Err(e.into())));
+            }
             Some(Ok(frame)) => frame,
         };
         this.progress.touch();
@@ -110,6 +152,7 @@ impl Body for RequestBody {
                 .fetch_add(data.len() as u64, Ordering::Relaxed)
                 + data.len() as u64;
             if let Some(limit) = this.limit.filter(|limit| total > *limit) {
+                this.progress.fail(BodyFailure::TooLarge);
                 return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
             }
         }

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri};
+use http::uri::Authority;
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::{Balance, HealthConfig, UpstreamConfig};
@@ -188,14 +188,6 @@ impl Upstream {
                     "health checks failing; out of rotation");
             }
         }
-    }
-
-    /// The request target for an HTTP/1.1 upstream: origin-form `/path?query`.
-    pub fn origin_form(path_and_query: Option<&PathAndQuery>) -> Uri {
-        let pq = path_and_query
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        Uri::from(pq)
     }
 
     /// Sends `req` (origin-form URI) to a server chosen by the balancing rule.
