@@ -3,18 +3,15 @@
 //! A [`ProxyError`] records which side failed and why, with the typed cause:
 //! the client (4xx) or the upstream (502/504). [`ProxyError::status`] is the
 //! only function that picks a status for a failure, pinned by the table in
-//! this file's tests; [`error_response`] turns it into the short answer the
-//! client gets. Ferry's own answers that are not failures (redirects, the
-//! upstream's responses) are built in [`super::response`].
+//! this file's tests; [`response::error`](super::response::error) turns it
+//! into the short answer the client gets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::StatusCode;
 use http::uri::Authority;
-use http::{HeaderMap, Response, StatusCode};
 
-use super::body::ProxyBody;
 use crate::upstream::body::{BodyFailure, Progress};
 use crate::upstream::{Failed, SendError};
 
@@ -158,7 +155,7 @@ impl ProxyError {
     }
 
     /// What the client is told: short, and never the internal cause.
-    fn public_message(&self) -> &'static str {
+    pub fn public_message(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
             ProxyError::BadRequest(why) => why,
@@ -187,43 +184,6 @@ impl ProxyError {
         }
         out
     }
-}
-
-/// The error response: JSON when the client accepts it, plain text otherwise.
-pub fn error_response(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
-    let status = err.status();
-    let message = err.public_message();
-    let (body, content_type) = if wants_json {
-        (
-            format!(
-                "{{\"status\":{},\"error\":\"{}\"}}\n",
-                status.as_u16(),
-                message.replace('"', "'")
-            ),
-            "application/json",
-        )
-    } else {
-        (
-            format!("{} {}\n", status.as_u16(), message),
-            "text/plain; charset=utf-8",
-        )
-    };
-    let mut res = Response::new(ProxyBody::full(body));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-/// Whether the client's `Accept` asks for JSON.
-pub fn wants_json(request_headers: &HeaderMap) -> bool {
-    request_headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/json") || v.contains("+json"))
 }
 
 #[cfg(test)]
@@ -296,7 +256,6 @@ mod tests {
         for (err, status, side) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
             assert_eq!(err.side(), side, "{err}");
-            assert_eq!(error_response(&err, false).status(), status, "{err}");
         }
     }
 
@@ -334,22 +293,5 @@ mod tests {
             e.chain(),
             "cannot connect to upstream `backend` at b:8000: cannot connect to b:8000: connection refused"
         );
-    }
-
-    #[test]
-    fn json_when_accepted() {
-        let mut h = HeaderMap::new();
-        let res = error_response(&ProxyError::NoRoute, wants_json(&h));
-        assert_eq!(
-            res.headers()[header::CONTENT_TYPE],
-            "text/plain; charset=utf-8"
-        );
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, */*"),
-        );
-        let res = error_response(&ProxyError::NoRoute, wants_json(&h));
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
-        assert_eq!(res.status(), 404);
     }
 }

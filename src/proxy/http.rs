@@ -12,8 +12,8 @@
 //! 4. **log** — one line (and the metrics) when the body is done
 //!    ([`RequestContext::write`](super::context::RequestContext::write)).
 //!
-//! Errors from any phase go through [`error_response`], the one place that
-//! picks a status.
+//! Errors from any phase are answered by [`response::error`], with the status
+//! [`ProxyError::status`] picks: the one place that does.
 
 use std::sync::Arc;
 
@@ -24,8 +24,9 @@ use hyper::upgrade::OnUpgrade;
 use super::body::ProxyBody;
 use super::context::RequestContext;
 use super::decision::{Action, Forward, decide};
-use super::error::{ProxyError, error_response, wants_json};
-use super::{ConnInfo, State, response, websocket};
+use super::error::ProxyError;
+use super::response::{self, wants_json};
+use super::{ConnInfo, State, websocket};
 use crate::upstream::RequestBody;
 
 /// Serves one request. Never fails: errors become responses.
@@ -65,7 +66,7 @@ pub async fn handle(
     let mut res = match result {
         Ok(res) => res,
         Err(e) => {
-            let res = error_response(&e, json);
+            let res = response::error(&e, json);
             ctx.failure = Some((e.side(), e.chain()));
             res
         }

@@ -1,6 +1,6 @@
-//! The responses ferry sends that are not failures: an upstream's answer made
-//! fit for the client, a redirect, and the answer that opens a WebSocket.
-//! (Failures are answered by [`super::error::error_response`].)
+//! The responses ferry sends: an upstream's answer made fit for the client, a
+//! redirect, the answer that opens a WebSocket, and the short answer to a
+//! failure (its status chosen by [`ProxyError::status`]).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::decision::Handshake;
+use super::error::ProxyError;
 use super::headers;
 use crate::config::RouteConfig;
 
@@ -60,8 +61,67 @@ pub fn websocket_accepted(
     out
 }
 
+/// The error response: JSON when the client accepts it, plain text otherwise.
+pub fn error(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
+    let status = err.status();
+    let message = err.public_message();
+    let (body, content_type) = if wants_json {
+        (
+            format!(
+                "{{\"status\":{},\"error\":\"{}\"}}\n",
+                status.as_u16(),
+                message.replace('"', "'")
+            ),
+            "application/json",
+        )
+    } else {
+        (
+            format!("{} {}\n", status.as_u16(), message),
+            "text/plain; charset=utf-8",
+        )
+    };
+    let mut res = Response::new(ProxyBody::full(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Whether the client's `Accept` asks for JSON.
+pub fn wants_json(request_headers: &HeaderMap) -> bool {
+    request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json") || v.contains("+json"))
+}
+
 /// The upstream's headers as the client may see them.
 fn end_to_end(headers: &mut HeaderMap, route: &RouteConfig) {
     headers::strip_hop_by_hop(headers);
     route.response_headers.apply(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_when_accepted() {
+        let mut h = HeaderMap::new();
+        let res = error(&ProxyError::NoRoute, wants_json(&h));
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, */*"),
+        );
+        let res = error(&ProxyError::NoRoute, wants_json(&h));
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(res.status(), 404);
+    }
 }
