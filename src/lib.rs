@@ -1,34 +1,46 @@
 //! ferry: a TLS-terminating edge reverse proxy.
 //!
 //! Where things are:
+//! - Where a request is routed, checked and rewritten for the upstream:
+//!   [`proxy::decision`], one pure function that the proxy executes and
+//!   `ferry route` prints. Header rules: [`proxy::headers`].
+//! - The request path that executes it: [`proxy::http`] (phases: decide,
+//!   send, response, log); failures → statuses: [`proxy::error`].
+//! - WebSockets: [`proxy::websocket`] (handshakes), [`proxy::websocket::relay`]
+//!   (the frame-aware relay).
 //! - [`config`]: `proxy.toml` → validated [`config::Config`] (every problem at once).
-//! - [`router`]: the route table, host + path → route (pure).
-//! - [`proxy`]: the request path in phases ([`proxy::http`]), header
-//!   rewriting ([`proxy::headers`]), failures → statuses ([`proxy::error`]),
-//!   WebSockets: handshakes and the frame-aware relay ([`proxy::websocket`]).
+//! - [`router`]: host + path → the first matching route (pure).
 //! - [`upstream`]: server choice, passive and active health, retries
 //!   ([`upstream::Upstream::send`]), keep-alive pools, DNS.
 //! - [`tls`]: certificate loading, SNI selection, the development CA.
-//! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2
-//!   by ALPN; [`drain`]: shutdown signalling that server and proxy share.
-//! - [`app`]: wiring: load, bind, serve.
-//! - [`check`], [`explain`], [`probe`]: `ferry check`, `ferry route`, `ferry probe`.
+//! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2 by ALPN.
+//! - [`drain`]: shutdown signalling and tunnel tracking, shared by server and proxy.
 //! - [`reload`]: rebuild the snapshot aside and swap it; [`admin`] and
 //!   [`metrics`]: `/metrics`, `/healthz`, `/readyz`, `/reload`;
 //!   [`access_log`]: one line per request and per WebSocket session.
-//! - [`cli`], [`signal`], [`telemetry`]: the binary's flags, signals and logs.
+//! - [`app`]: wiring: load, bind, serve. [`cli`]: the commands (`run`,
+//!   `check`, `route`, `probe`, `reload`, `cert`); [`signal`], [`telemetry`].
+//!
+//! The module graph points one way (an arrow means "uses"):
+//!
+//! ```text
+//! cli → app → {admin, server, reload} → proxy → {router, upstream, tls, access_log}
+//!                                          ↘ drain, config, metrics (everyone's leaves)
+//! proxy:  http → websocket → {decision, response, context} → body
+//!         decision → {headers, error};  response → error;  context → error
+//! ```
+//!
+//! `config` knows only `router`'s pattern types; nothing below `app`
+//! imports `app`, and nothing below `cli` imports `cli`.
 #![forbid(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
 pub mod app;
-pub mod check;
 pub mod cli;
 pub mod config;
 pub mod drain;
-pub mod explain;
 pub mod metrics;
-pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod router;

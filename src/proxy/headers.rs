@@ -98,7 +98,7 @@ pub struct Forwarded<'a> {
 /// (nginx's `real_ip_recursive on`).
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     let peer = canonical(f.peer);
-    let is_trusted = |ip: IpAddr| f.trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: IpAddr| is_trusted(f.trusted, ip);
     let peer_trusted = is_trusted(peer);
 
     let mut real_ip = peer;
@@ -140,6 +140,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
     }
+}
+
+/// Whether `ip` is one of the `trusted` proxies, whose `X-Forwarded-*` ferry believes.
+pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|net| net.contains(ip))
 }
 
 /// Sets `Host` to the authority the client asked for (HTTP/2's `:authority`

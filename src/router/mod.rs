@@ -90,6 +90,18 @@ impl PathMatch {
     }
 }
 
+/// As `ferry check` and `ferry route` describe it: `prefix /api, /auth`.
+impl std::fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathMatch::Any => f.write_str("any path"),
+            PathMatch::Prefix(p) => write!(f, "prefix {}", p.join(", ")),
+            PathMatch::Exact(p) => write!(f, "exactly {}", p.join(", ")),
+            PathMatch::Regex(re) => write!(f, "regex {}", re.as_str()),
+        }
+    }
+}
+
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {
         return path.starts_with(prefix);
@@ -109,6 +121,15 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// `any host`, or the host patterns: `example.com, *.example.com`.
+    pub fn describe_hosts(&self) -> String {
+        if self.hosts.is_empty() {
+            return "any host".to_owned();
+        }
+        let hosts: Vec<String> = self.hosts.iter().map(ToString::to_string).collect();
+        hosts.join(", ")
+    }
+
     fn host_matches(&self, host: &str) -> bool {
         self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host))
     }

@@ -13,52 +13,57 @@ use super::LoadedCert;
 /// as nginx's default server does.
 #[derive(Debug)]
 pub struct SniResolver {
-    /// Exact DNS names → certificate (the first `[[certificate]]` listing a name wins).
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    /// `*.example.com` stored as `example.com` → certificate.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Arc<CertifiedKey>,
+    /// In `[[certificate]]` order; the first is the default.
+    keys: Vec<Arc<CertifiedKey>>,
+    /// Exact DNS names → index in `keys` (the first `[[certificate]]` listing a name wins).
+    exact: HashMap<String, usize>,
+    /// `*.example.com` stored as `example.com` → index in `keys`.
+    wildcard: HashMap<String, usize>,
 }
 
 impl SniResolver {
     /// `None` when `certs` is empty.
     pub fn new(certs: &[LoadedCert]) -> Option<SniResolver> {
-        let default = certs.first()?.key.clone();
+        certs.first()?;
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for cert in certs {
+        for (i, cert) in certs.iter().enumerate() {
             for name in &cert.info.names {
                 match name.strip_prefix("*.") {
-                    Some(suffix) => wildcard
-                        .entry(suffix.to_owned())
-                        .or_insert_with(|| cert.key.clone()),
-                    None => exact
-                        .entry(name.clone())
-                        .or_insert_with(|| cert.key.clone()),
+                    Some(suffix) => wildcard.entry(suffix.to_owned()).or_insert(i),
+                    None => exact.entry(name.clone()).or_insert(i),
                 };
             }
         }
         Some(SniResolver {
+            keys: certs.iter().map(|c| c.key.clone()).collect(),
             exact,
             wildcard,
-            default,
         })
     }
 
-    /// The certificate for `sni` (already lowercase, as rustls gives it).
-    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+    /// Which certificate a handshake naming `sni` (already lowercase, as
+    /// rustls gives it) gets: its index in the configuration, and whether
+    /// one of its names matched (else it is the default, served because
+    /// nothing did).
+    pub fn select(&self, sni: Option<&str>) -> (usize, bool) {
         let Some(name) = sni else {
-            return self.default.clone();
+            return (0, false);
         };
-        if let Some(key) = self.exact.get(name) {
-            return key.clone();
+        if let Some(&i) = self.exact.get(name) {
+            return (i, true);
         }
         if let Some((_, parent)) = name.split_once('.') {
-            if let Some(key) = self.wildcard.get(parent) {
-                return key.clone();
+            if let Some(&i) = self.wildcard.get(parent) {
+                return (i, true);
             }
         }
-        self.default.clone()
+        (0, false)
+    }
+
+    /// The certificate for `sni`.
+    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        self.keys[self.select(sni).0].clone()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Command-line interface.
+//! The command line's flags and commands, as clap parses them.
 
 use std::path::PathBuf;
 
@@ -58,6 +58,13 @@ pub enum Command {
         /// A request header, 'Name: value' (repeatable), e.g. -H 'Origin: https://app.example.com'.
         #[arg(long = "header", short = 'H', value_name = "HEADER")]
         headers: Vec<String>,
+        /// The client's address, as ferry would see the TCP peer (decides
+        /// `X-Forwarded-For` and whether `server.trusted_proxies` applies).
+        #[arg(long, value_name = "IP", default_value = "192.0.2.1")]
+        client: String,
+        /// `text` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Send a real request (or WebSocket handshake) and report each step:
     /// DNS, TCP, TLS, HTTP, upgrade, first echo — and what failed first.
@@ -98,7 +105,7 @@ pub enum CertCommand {
     },
 }
 
-/// Output format for `check`.
+/// Output format for `check` and `route`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
