@@ -8,22 +8,24 @@
 //! - [`backends`]: upstream HTTP servers ([`Backend`]) and [`dead_addr`]
 //! - [`ws`]: the WebSocket upstream and clients
 //! - [`process`]: [`FerryProcess`], the real binary
+//! - [`toml`]: [`ProxyToml`], the config builder
 //!
 //! Each test binary uses a subset, hence `dead_code` is allowed here (and
 //! in every submodule, which inherits it).
 #![allow(dead_code)]
 
-pub mod backends;
-pub mod ca;
-pub mod clients;
-pub mod process;
-pub mod proxy;
-pub mod ws;
+mod backends;
+mod ca;
+mod clients;
+mod process;
+mod proxy;
+mod toml;
+mod ws;
 
 // So that `use common::*;` reaches everything; a binary that needs no
 // WebSockets (say) leaves some of these unused.
 #[allow(unused_imports)]
-pub use {backends::*, ca::*, clients::*, process::*, proxy::*, ws::*};
+pub use self::{backends::*, ca::*, clients::*, process::*, proxy::*, toml::*, ws::*};
 
 use std::future::Future;
 use std::time::Duration;

@@ -143,29 +143,3 @@ impl Drop for TestProxy {
         }
     }
 }
-
-/// A minimal config: one TLS listener and a plain one on port 0, one upstream, one catch-all route.
-pub fn simple_config(backend: SocketAddr) -> String {
-    format!(
-        r#"
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[listen]]
-addr = "127.0.0.1:0"
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.backend]
-servers = ["{backend}"]
-
-[[route]]
-name = "all"
-path_prefix = "/"
-upstream = "backend"
-"#
-    )
-}
