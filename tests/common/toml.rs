@@ -46,16 +46,23 @@ impl ProxyToml {
     /// The minimal config: a TLS listener and a plain one, upstream `backend`
     /// at `backend`, and one catch-all route `all`.
     pub fn simple(backend: SocketAddr) -> ProxyToml {
+        ProxyToml::simple_with(backend, "")
+    }
+
+    /// [`simple`](Self::simple), with more keys on its route (`read_timeout = ...`).
+    pub fn simple_with(backend: SocketAddr, route_keys: &str) -> ProxyToml {
         ProxyToml::new()
             .tls_listener()
             .plain_listener()
             .upstream("backend", &[backend])
-            .route("all", "/", "backend")
+            .route_with("all", "/", "backend", route_keys)
     }
 
     /// Adds `keys` to the `[server]` table.
     pub fn server(mut self, keys: &str) -> ProxyToml {
-        self.server.push(keys.trim().to_owned());
+        if !keys.trim().is_empty() {
+            self.server.push(keys.trim().to_owned());
+        }
         self
     }
 
