@@ -71,7 +71,8 @@ impl ProxyToml {
         self.admin_at("127.0.0.1:0".parse().unwrap())
     }
 
-    /// `[admin]` on an address the test chose (one it bound and freed).
+    /// `[admin]` on an address the test chose (one it bound and freed);
+    /// replaces an earlier [`admin`](Self::admin).
     pub fn admin_at(mut self, addr: SocketAddr) -> ProxyToml {
         self.admin = Some(format!("[admin]\naddr = {}\n", quote(addr)));
         self
@@ -124,13 +125,17 @@ impl ProxyToml {
     }
 
     /// [`upstream`](Self::upstream) with more keys (`balance = ...`).
-    pub fn upstream_with(mut self, name: &str, servers: &[impl Display], keys: &str) -> ProxyToml {
+    pub fn upstream_with(self, name: &str, servers: &[impl Display], keys: &str) -> ProxyToml {
         let servers: Vec<String> = servers.iter().map(quote).collect();
         let servers = format!("servers = [{}]", servers.join(", "));
-        self.upstreams.push(table(
-            &format!("[upstream.{name}]"),
-            &join([servers.as_str(), keys]),
-        ));
+        self.upstream_keys(name, &join([servers.as_str(), keys]))
+    }
+
+    /// `[upstream.NAME]` of exactly `keys`, for `servers` that
+    /// [`upstream`](Self::upstream) cannot write (weights).
+    pub fn upstream_keys(mut self, name: &str, keys: &str) -> ProxyToml {
+        self.upstreams
+            .push(table(&format!("[upstream.{name}]"), keys));
         self
     }
 
