@@ -86,6 +86,7 @@ impl ProxyToml {
         self.tls_listener_with("")
     }
 
+    /// [`tls_listener`](Self::tls_listener) with more keys (`websocket_over_http2 = false`).
     pub fn tls_listener_with(mut self, keys: &str) -> ProxyToml {
         self.tls = true;
         self.listener(&join(["tls = true", keys]))
@@ -173,6 +174,8 @@ impl ProxyToml {
         self
     }
 
+    /// The config text, for `TestProxy::start` (which fills `{cert}`/`{key}`)
+    /// or a file for `FerryProcess`.
     pub fn build(&self) -> String {
         let mut tables = Vec::new();
         if !self.server.is_empty() {

@@ -133,7 +133,7 @@ impl WsBackend {
         }
     }
 
-    /// The next event (skipping the ones `skip` rejects), within [`WAIT`].
+    /// The next event, within [`WAIT`](super::WAIT).
     pub async fn next_event(&mut self) -> WsEvent {
         within(self.events.recv()).await.expect("backend event")
     }
