@@ -182,42 +182,20 @@ async fn chromium_opens_a_websocket_through_ferry_over_http2() {
     .await;
     let ca = TestCa::new();
     let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"]);
-    let config = format!(
-        r#"
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{cert}"
-key = "{key}"
-
-[upstream.ws]
-servers = ["{ws}"]
-[upstream.page]
-servers = ["{page}"]
-
-[[route]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "ws"
-
-[[route]]
-name = "locked"
-path_prefix = "/locked"
-upstream = "ws"
-websocket = {{ allowed_origins = ["https://nowhere.test"] }}
-
-[[route]]
-name = "page"
-path_prefix = "/"
-upstream = "page"
-"#,
-        cert = cert.display(),
-        key = key.display(),
-        ws = ws_backend.addr,
-        page = page.addr,
-    );
+    let config = ProxyToml::new()
+        .tls_listener()
+        .certificate(&cert, &key)
+        .upstream("ws", &[ws_backend.addr])
+        .upstream("page", &[page.addr])
+        .route("ws", "/ws", "ws")
+        .route_with(
+            "locked",
+            "/locked",
+            "ws",
+            r#"websocket = { allowed_origins = ["https://nowhere.test"] }"#,
+        )
+        .route("page", "/", "page")
+        .build();
     let path = ca.dir.path().join("proxy.toml");
     std::fs::write(&path, config).unwrap();
     let mut ferry = FerryProcess::start(&path).await;

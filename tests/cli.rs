@@ -199,45 +199,16 @@ async fn run_logs_each_request_and_exits_zero_after_sigterm() {
     let ws_backend = WsBackend::start().await;
     let ca = TestCa::new();
     let (cert, key) = ca.leaf("localhost", &["localhost"]);
-    let config = format!(
-        r#"
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{cert}"
-key = "{key}"
-
-[upstream.backend]
-servers = ["{backend}"]
-
-[upstream.down]
-servers = ["{dead}"]
-
-[upstream.ws]
-servers = ["{ws}"]
-
-[[route]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "ws"
-
-[[route]]
-name = "broken"
-path_prefix = "/broken"
-upstream = "down"
-
-[[route]]
-name = "all"
-path_prefix = "/"
-upstream = "backend"
-"#,
-        cert = cert.display(),
-        key = key.display(),
-        backend = backend.addr,
-        ws = ws_backend.addr,
-    );
+    let config = ProxyToml::new()
+        .tls_listener()
+        .certificate(&cert, &key)
+        .upstream("backend", &[backend.addr])
+        .upstream("down", &[dead])
+        .upstream("ws", &[ws_backend.addr])
+        .route("ws", "/ws", "ws")
+        .route("broken", "/broken", "down")
+        .route("all", "/", "backend")
+        .build();
     let path = ca.dir.path().join("proxy.toml");
     std::fs::write(&path, &config).unwrap();
 
@@ -426,10 +397,12 @@ async fn cert_dev_makes_certificates_clients_verify() {
 
     // Serve it and verify it as clients do.
     let backend = Backend::echo("b").await;
-    let config = format!(
-        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[certificate]]\ncert = \"dev/localhost.pem\"\nkey = \"dev/localhost-key.pem\"\n[upstream.b]\nservers = [\"{}\"]\n[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n",
-        backend.addr
-    );
+    let config = ProxyToml::new()
+        .tls_listener()
+        .certificate("dev/localhost.pem", "dev/localhost-key.pem")
+        .upstream("b", &[backend.addr])
+        .route_keys("path_prefix = \"/\"\nupstream = \"b\"")
+        .build();
     let path = dir.path().join("proxy.toml");
     std::fs::write(&path, config).unwrap();
     let ferry_process = FerryProcess::start(&path).await;
@@ -481,16 +454,19 @@ async fn probe_walks_each_step_and_names_the_first_failure() {
     let dead = dead_addr().await;
     let ca = TestCa::new();
     let (cert, key) = ca.leaf("localhost", &["localhost"]);
-    let config = format!(
-        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls = true\n[[certificate]]\ncert = \"{}\"\nkey = \"{}\"\n\
-         [upstream.ws]\nservers = [\"{}\"]\n[upstream.down]\nservers = [\"{dead}\"]\n\
-         [[route]]\nname = \"ws\"\npath_prefix = \"/ws\"\nupstream = \"ws\"\n\
-         websocket = {{ allowed_origins = [\"https://app.test\"] }}\n\
-         [[route]]\nname = \"down\"\npath_prefix = \"/\"\nupstream = \"down\"\n",
-        cert.display(),
-        key.display(),
-        ws_backend.addr
-    );
+    let config = ProxyToml::new()
+        .tls_listener()
+        .certificate(&cert, &key)
+        .upstream("ws", &[ws_backend.addr])
+        .upstream("down", &[dead])
+        .route_with(
+            "ws",
+            "/ws",
+            "ws",
+            r#"websocket = { allowed_origins = ["https://app.test"] }"#,
+        )
+        .route("down", "/", "down")
+        .build();
     let path = ca.dir.path().join("proxy.toml");
     std::fs::write(&path, config).unwrap();
     let running = FerryProcess::start(&path).await;

@@ -55,11 +55,14 @@ fn install() {
     });
 }
 
+/// [`simple_config`] with `server` (a name or an address) and `extra` keys on its upstream.
 fn config_for(server: &str, extra: &str) -> String {
-    simple_config("127.0.0.1:1".parse().unwrap()).replace(
-        "servers = [\"127.0.0.1:1\"]",
-        &format!("servers = [\"{server}\"]\n{extra}"),
-    )
+    ProxyToml::new()
+        .tls_listener()
+        .plain_listener()
+        .upstream_with("backend", &[server], extra)
+        .route("all", "/", "backend")
+        .build()
 }
 
 #[tokio::test]

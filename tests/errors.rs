@@ -35,17 +35,12 @@ async fn upstream_down_is_502_and_recovers_without_restart() {
 
 #[tokio::test]
 async fn unresolvable_upstream_names_do_not_stop_startup() {
-    let toml = simple_config(dead_addr().await)
-        .lines()
-        .map(|l| {
-            if l.starts_with("servers") {
-                "servers = [\"no-such-backend.invalid:8000\"]"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let toml = ProxyToml::new()
+        .tls_listener()
+        .plain_listener()
+        .upstream("backend", &["no-such-backend.invalid:8000"])
+        .route("all", "/", "backend")
+        .build();
     let proxy = TestProxy::start(&toml).await;
     let mut c = proxy.client(Proto::H1).await;
     let req = request("GET", "localhost", "/", false)
@@ -63,10 +58,7 @@ async fn unresolvable_upstream_names_do_not_stop_startup() {
 #[tokio::test]
 async fn slow_upstream_is_504_after_the_routes_read_timeout() {
     let backend = Backend::start(|_req| future::pending::<Response<TestBody>>()).await;
-    let toml = simple_config(backend.addr).replace(
-        "upstream = \"backend\"",
-        "upstream = \"backend\"\nread_timeout = \"300ms\"",
-    );
+    let toml = ProxyToml::simple_with(backend.addr, r#"read_timeout = "300ms""#).build();
     let proxy = TestProxy::start(&toml).await;
     for proto in [Proto::H1, Proto::H2] {
         let mut c = proxy.client(proto).await;
@@ -101,10 +93,7 @@ async fn upstream_stalling_mid_body_aborts_the_response() {
         Response::new(http_body_util::StreamBody::new(stream).boxed())
     })
     .await;
-    let toml = simple_config(backend.addr).replace(
-        "upstream = \"backend\"",
-        "upstream = \"backend\"\nread_timeout = \"300ms\"",
-    );
+    let toml = ProxyToml::simple_with(backend.addr, r#"read_timeout = "300ms""#).build();
     let proxy = TestProxy::start(&toml).await;
     for proto in [Proto::H1, Proto::H2] {
         let mut c = proxy.client(proto).await;

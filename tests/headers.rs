@@ -6,44 +6,27 @@ mod common;
 use common::*;
 use http::Response;
 
-fn config(backend: std::net::SocketAddr, server: &str) -> String {
-    format!(
-        r#"
-{server}
-
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[listen]]
-addr = "127.0.0.1:0"
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.backend]
-servers = ["{backend}"]
-
-[[route]]
-name = "edited"
-path_prefix = "/edited"
-upstream = "backend"
-request_headers = {{ set = {{ "X-Route" = "edited", "Host" = "internal.test" }}, add = {{ "X-Added" = "1" }}, remove = ["X-Drop-Me"] }}
-response_headers = {{ set = {{ "X-Frame-Options" = "DENY" }}, remove = ["Server"] }}
-
-[[route]]
-name = "all"
-path_prefix = "/"
-upstream = "backend"
-"#
-    )
+/// A TLS and a plain listener; route `edited` changes headers both ways, `all` catches the rest.
+fn config(backend: std::net::SocketAddr) -> ProxyToml {
+    ProxyToml::new()
+        .tls_listener()
+        .plain_listener()
+        .upstream("backend", &[backend])
+        .route_with(
+            "edited",
+            "/edited",
+            "backend",
+            r#"
+request_headers = { set = { "X-Route" = "edited", "Host" = "internal.test" }, add = { "X-Added" = "1" }, remove = ["X-Drop-Me"] }
+response_headers = { set = { "X-Frame-Options" = "DENY" }, remove = ["Server"] }"#,
+        )
+        .route("all", "/", "backend")
 }
 
 #[tokio::test]
 async fn forwarded_headers_replace_a_spoofed_chain_from_untrusted_clients() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     for proto in [Proto::H1, Proto::H2] {
         let mut c = proxy.client(proto).await;
         let req = request("GET", "localhost:8443", "/x", proto == Proto::H2)
@@ -84,11 +67,10 @@ async fn forwarded_headers_replace_a_spoofed_chain_from_untrusted_clients() {
 #[tokio::test]
 async fn trusted_proxies_chains_are_appended_to() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(
-        backend.addr,
-        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]",
-    ))
-    .await;
+    let toml = config(backend.addr)
+        .server(r#"trusted_proxies = ["127.0.0.0/8"]"#)
+        .build();
+    let proxy = TestProxy::start(&toml).await;
     let mut c = proxy.client(Proto::H1).await;
     let req = request("GET", "localhost", "/", false)
         .header("x-forwarded-for", "203.0.113.7, 127.0.0.9")
@@ -106,7 +88,7 @@ async fn trusted_proxies_chains_are_appended_to() {
 #[tokio::test]
 async fn hop_by_hop_headers_and_the_ones_connection_names_are_stripped() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     let mut c = proxy.client(Proto::H1).await;
     let req = request("GET", "localhost", "/", false)
         .header("connection", "keep-alive, X-Secret")
@@ -131,7 +113,7 @@ async fn hop_by_hop_headers_and_the_ones_connection_names_are_stripped() {
 #[tokio::test]
 async fn h2c_upgrade_is_never_forwarded() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     let mut c = Client::plain(proxy.plain_addr.unwrap()).await;
     let req = request("GET", "localhost", "/", false)
         .header("connection", "Upgrade, HTTP2-Settings")
@@ -161,7 +143,7 @@ async fn upstream_hop_by_hop_response_headers_are_stripped_and_others_pass_untou
             .unwrap()
     })
     .await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     for proto in [Proto::H1, Proto::H2] {
         let mut c = proxy.client(proto).await;
         let res = c.get("localhost", "/").await;
@@ -184,7 +166,7 @@ async fn upstream_hop_by_hop_response_headers_are_stripped_and_others_pass_untou
 #[tokio::test]
 async fn route_request_headers_set_add_and_remove() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     let mut c = proxy.client(Proto::H2).await;
     let req = request("GET", "localhost", "/edited", true)
         .header("x-drop-me", "x")
@@ -201,7 +183,7 @@ async fn route_request_headers_set_add_and_remove() {
 #[tokio::test]
 async fn http2_cookies_reach_http11_upstreams_as_one_header() {
     let backend = Backend::echo("b").await;
-    let proxy = TestProxy::start(&config(backend.addr, "")).await;
+    let proxy = TestProxy::start(&config(backend.addr).build()).await;
     let mut c = proxy.client(Proto::H2).await;
     let req = request("POST", "localhost", "/submit?q=1", true)
         .header("cookie", "a=1")

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::tungstenite::Message;
@@ -13,56 +14,27 @@ use common::*;
 use futures_util::SinkExt;
 use http::Response;
 
-fn config(backend: std::net::SocketAddr, ws: std::net::SocketAddr, extra_server: &str) -> String {
-    let dead = "127.0.0.1:9"; // discard port: nothing listens there on loopback
-    format!(
-        r#"
-[admin]
-addr = "127.0.0.1:0"
-
-[server]
-shutdown_grace = "10s"
-{extra_server}
-
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.backend]
-servers = ["{backend}"]
-[upstream.down]
-servers = ["{dead}"]
-[upstream.ws]
-servers = ["{ws}"]
-
-[[route]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "ws"
-
-[[route]]
-name = "broken"
-path_prefix = "/broken"
-upstream = "down"
-
-[[route]]
-name = "all"
-hosts = ["localhost"]
-path_prefix = "/"
-upstream = "backend"
-"#
-    )
+/// Admin, a TLS listener, and routes `ws`, `broken` (to `dead`, where nothing
+/// listens: see [`dead_addr`]) and `all` (for localhost).
+fn config(backend: SocketAddr, ws: SocketAddr, dead: SocketAddr) -> ProxyToml {
+    ProxyToml::new()
+        .admin()
+        .server(r#"shutdown_grace = "10s""#)
+        .tls_listener()
+        .upstream("backend", &[backend])
+        .upstream("down", &[dead])
+        .upstream("ws", &[ws])
+        .route("ws", "/ws", "ws")
+        .route("broken", "/broken", "down")
+        .route_with("all", "/", "backend", r#"hosts = ["localhost"]"#)
 }
 
 #[tokio::test]
 async fn metrics_count_known_traffic() {
     let backend = Backend::echo("b").await;
     let mut ws_backend = WsBackend::start().await;
-    let proxy = TestProxy::start(&config(backend.addr, ws_backend.addr, "")).await;
+    let dead = dead_addr().await;
+    let proxy = TestProxy::start(&config(backend.addr, ws_backend.addr, dead).build()).await;
 
     let mut c = proxy.client(Proto::H2).await;
     for _ in 0..3 {
@@ -164,7 +136,9 @@ async fn metrics_count_known_traffic() {
 async fn health_readiness_and_admin_reload() {
     let backend = Backend::echo("b").await;
     let ws_backend = WsBackend::start().await;
-    let mut proxy = TestProxy::start_file(&config(backend.addr, ws_backend.addr, "")).await;
+    let dead = dead_addr().await;
+    let mut proxy =
+        TestProxy::start_file(&config(backend.addr, ws_backend.addr, dead).build()).await;
     assert_eq!(
         proxy.admin("GET", "/healthz").await,
         (200, "ok\n".to_owned())
@@ -181,7 +155,8 @@ async fn health_readiness_and_admin_reload() {
     assert_eq!(proxy.admin("GET", "/nope").await.0, 404);
 
     proxy.rewrite_config(
-        &config(backend.addr, ws_backend.addr, "")
+        &config(backend.addr, ws_backend.addr, dead)
+            .build()
             .replace("upstream = \"backend\"", "upstream = \"nope\""),
     );
     let (status, body) = proxy.admin("POST", "/reload").await;
@@ -208,13 +183,17 @@ async fn health_readiness_and_admin_reload() {
 async fn the_json_access_log_has_one_parsable_line_per_request_and_session() {
     let backend = Backend::echo("b").await;
     let ws_backend = WsBackend::start().await;
+    let dead = dead_addr().await;
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("access.log");
     let server = format!(
         "access_log = {{ format = \"json\", path = \"{}\" }}",
         log_path.display()
     );
-    let proxy = TestProxy::start(&config(backend.addr, ws_backend.addr, &server)).await;
+    let toml = config(backend.addr, ws_backend.addr, dead)
+        .server(&server)
+        .build();
+    let proxy = TestProxy::start(&toml).await;
 
     let mut c = proxy.client(Proto::H1).await;
     let req = request("POST", "localhost", "/upload?token=secret", false)
@@ -295,13 +274,16 @@ async fn the_json_access_log_has_one_parsable_line_per_request_and_session() {
 async fn ferry_reload_reaches_the_running_process() {
     let backend = Backend::echo("b").await;
     let ws_backend = WsBackend::start().await;
+    let dead = dead_addr().await;
     let ca = TestCa::new();
     let path = ca.dir.path().join("proxy.toml");
     // The admin port must be known to `ferry reload`, so bind one and free it first.
     let admin = dead_addr().await;
-    let toml = TestProxy::fill(&config(backend.addr, ws_backend.addr, ""), &ca).replace(
-        "127.0.0.1:0\"\n\n[server]",
-        &format!("{admin}\"\n\n[server]"),
+    let toml = TestProxy::fill(
+        &config(backend.addr, ws_backend.addr, dead)
+            .admin_at(admin)
+            .build(),
+        &ca,
     );
     std::fs::write(&path, &toml).unwrap();
     let mut ferry = FerryProcess::start(&path).await;
@@ -355,9 +337,10 @@ async fn a_second_signal_exits_at_once() {
     })
     .await;
     let ws_backend = WsBackend::start().await;
+    let dead = dead_addr().await;
     let ca = TestCa::new();
     let path = ca.dir.path().join("proxy.toml");
-    let toml = TestProxy::fill(&config(backend.addr, ws_backend.addr, ""), &ca)
+    let toml = TestProxy::fill(&config(backend.addr, ws_backend.addr, dead).build(), &ca)
         .replace("shutdown_grace = \"10s\"", "shutdown_grace = \"1h\"");
     std::fs::write(&path, &toml).unwrap();
     let mut ferry = FerryProcess::start(&path).await;

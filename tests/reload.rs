@@ -18,34 +18,14 @@ fn config(
     target: &str,
     ws: std::net::SocketAddr,
 ) -> String {
-    format!(
-        r#"
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.a]
-servers = ["{a}"]
-[upstream.b]
-servers = ["{b}"]
-[upstream.ws]
-servers = ["{ws}"]
-
-[[route]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "ws"
-
-[[route]]
-name = "v"
-path_prefix = "/"
-upstream = "{target}"
-"#
-    )
+    ProxyToml::new()
+        .tls_listener()
+        .upstream("a", &[a])
+        .upstream("b", &[b])
+        .upstream("ws", &[ws])
+        .route("ws", "/ws", "ws")
+        .route("v", "/", target)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,8 +113,8 @@ async fn a_broken_config_keeps_the_old_one_serving() {
     let b = Backend::echo("b").await;
     let wsb = WsBackend::start().await;
     let proxy = TestProxy::start_file(&config(a.addr, b.addr, "a", wsb.addr)).await;
-    let broken =
-        config(a.addr, b.addr, "a", wsb.addr).replace("upstream = \"a\"", "upstream = \"nope\"");
+    // Route `v` names an upstream that does not exist.
+    let broken = config(a.addr, b.addr, "nope", wsb.addr);
     proxy.rewrite_config(&broken);
     let err = proxy
         .reloader

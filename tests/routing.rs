@@ -11,27 +11,16 @@ async fn start_routes() -> (TestProxy, Vec<Backend>) {
     let exact = Backend::echo("exact").await;
     let other_host = Backend::echo("other").await;
     let app = Backend::echo("app").await;
-    let toml = format!(
-        r#"
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.ws]
-servers = ["{ws}"]
-[upstream.api]
-servers = ["{api}"]
-[upstream.exact]
-servers = ["{exact}"]
-[upstream.other]
-servers = ["{other}"]
-[upstream.app]
-servers = ["{app}"]
-
+    let toml = ProxyToml::new()
+        .tls_listener()
+        .upstream("ws", &[ws.addr])
+        .upstream("api", &[api.addr])
+        .upstream("exact", &[exact.addr])
+        .upstream("other", &[other_host.addr])
+        .upstream("app", &[app.addr])
+        // The route table under test, as a user writes it (file order is match order).
+        .raw(
+            r#"
 [[route]]
 name = "websockets"
 path_regex = "(?i)^/api/v1/(communications|notifications)/ws/"
@@ -55,7 +44,7 @@ upstream = "other"
 [[route]]
 name = "old"
 path_prefix = "/old"
-redirect = {{ to = "https://new.example{{uri}}", status = 301 }}
+redirect = { to = "https://new.example{uri}", status = 301 }
 
 [[route]]
 name = "app"
@@ -63,12 +52,8 @@ hosts = ["localhost", "127.0.0.1"]
 path_prefix = "/"
 upstream = "app"
 "#,
-        ws = ws.addr,
-        api = api.addr,
-        exact = exact.addr,
-        other = other_host.addr,
-        app = app.addr,
-    );
+        )
+        .build();
     let proxy = TestProxy::start(&toml).await;
     (proxy, vec![ws, api, exact, other_host, app])
 }

@@ -11,11 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+/// [`simple_config`] with a redirect listener in place of the plain one.
 fn with_redirect(backend: std::net::SocketAddr) -> String {
-    simple_config(backend).replace(
-        "[[listen]]\naddr = \"127.0.0.1:0\"\n\n",
-        "[[listen]]\naddr = \"127.0.0.1:0\"\nredirect_https = true\n\n",
-    )
+    ProxyToml::new()
+        .tls_listener()
+        .plain_listener_with("redirect_https = true")
+        .upstream("backend", &[backend])
+        .route("all", "/", "backend")
+        .build()
 }
 
 #[tokio::test]
@@ -45,10 +48,9 @@ async fn redirect_listener_sends_308_to_the_tls_port_keeping_host_path_and_query
 #[tokio::test]
 async fn a_client_that_dribbles_its_headers_is_disconnected() {
     let backend = Backend::echo("b").await;
-    let toml = format!(
-        "[server]\nheader_read_timeout = \"300ms\"\n{}",
-        simple_config(backend.addr)
-    );
+    let toml = ProxyToml::simple(backend.addr)
+        .server(r#"header_read_timeout = "300ms""#)
+        .build();
     let proxy = TestProxy::start(&toml).await;
     let mut tcp = within(TcpStream::connect(proxy.plain_addr.unwrap()))
         .await
@@ -84,10 +86,9 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
         }
     })
     .await;
-    let toml = format!(
-        "[server]\nshutdown_grace = \"10s\"\n{}",
-        simple_config(backend.addr)
-    );
+    let toml = ProxyToml::simple(backend.addr)
+        .server(r#"shutdown_grace = "10s""#)
+        .build();
     let proxy = TestProxy::start(&toml).await;
     let addr = proxy.tls_addr.unwrap();
 
@@ -123,9 +124,15 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
 async fn idle_http2_connections_are_closed_but_not_while_a_stream_is_open() {
     let backend = Backend::echo("b").await;
     let mut ws_backend = WsBackend::start().await;
-    let toml = format!("[server]\nidle_timeout = \"300ms\"\n{}", simple_config(backend.addr))
-        .replace("[upstream.backend]", &format!("[upstream.ws]\nservers = [\"{}\"]\n\n[upstream.backend]", ws_backend.addr))
-        .replace("[[route]]\nname = \"all\"", "[[route]]\nname = \"ws\"\npath_prefix = \"/ws\"\nupstream = \"ws\"\n\n[[route]]\nname = \"all\"");
+    let toml = ProxyToml::new()
+        .server(r#"idle_timeout = "300ms""#)
+        .tls_listener()
+        .plain_listener()
+        .upstream("ws", &[ws_backend.addr])
+        .upstream("backend", &[backend.addr])
+        .route("ws", "/ws", "ws")
+        .route("all", "/", "backend")
+        .build();
     let proxy = TestProxy::start(&toml).await;
 
     // A WebSocket over HTTP/2 keeps its connection busy past the idle timeout.

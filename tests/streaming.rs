@@ -105,10 +105,7 @@ async fn a_slow_upload_is_not_an_upstream_timeout() {
     })
     .await;
     // read_timeout 300ms; the client takes ~1s to send its body, 100ms a chunk.
-    let toml = simple_config(backend.addr).replace(
-        "upstream = \"backend\"",
-        "upstream = \"backend\"\nread_timeout = \"300ms\"",
-    );
+    let toml = ProxyToml::simple_with(backend.addr, r#"read_timeout = "300ms""#).build();
     let proxy = TestProxy::start(&toml).await;
     let mut c = proxy.client(Proto::H1).await;
     let chunks = futures_util::stream::iter(0..10).then(|_| async {
@@ -169,10 +166,7 @@ async fn bodies_over_max_body_size_get_413() {
         }
     })
     .await;
-    let toml = simple_config(backend.addr).replace(
-        "upstream = \"backend\"",
-        "upstream = \"backend\"\nmax_body_size = \"1KB\"",
-    );
+    let toml = ProxyToml::simple_with(backend.addr, r#"max_body_size = "1KB""#).build();
     let proxy = TestProxy::start(&toml).await;
     for proto in [Proto::H1, Proto::H2] {
         let mut c = proxy.client(proto).await;

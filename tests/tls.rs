@@ -32,35 +32,14 @@ async fn start_two_certs() -> (TestProxy, Backend) {
     let ca = TestCa::new();
     let (a_cert, a_key) = ca.leaf("a", &["a.test", "www.a.test"]);
     let (b_cert, b_key) = ca.leaf("b", &["b.test", "*.b.test"]);
-    let toml = format!(
-        r#"
-[server]
-handshake_timeout = "300ms"
-
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{a_cert}"
-key = "{a_key}"
-[[certificate]]
-cert = "{b_cert}"
-key = "{b_key}"
-
-[upstream.backend]
-servers = ["{backend}"]
-
-[[route]]
-path_prefix = "/"
-upstream = "backend"
-"#,
-        a_cert = a_cert.display(),
-        a_key = a_key.display(),
-        b_cert = b_cert.display(),
-        b_key = b_key.display(),
-        backend = backend.addr,
-    );
+    let toml = ProxyToml::new()
+        .server(r#"handshake_timeout = "300ms""#)
+        .tls_listener()
+        .certificate(a_cert, a_key)
+        .certificate(b_cert, b_key)
+        .upstream("backend", &[backend.addr])
+        .route_keys("path_prefix = \"/\"\nupstream = \"backend\"")
+        .build();
     (TestProxy::start_with(&toml, ca).await, backend)
 }
 

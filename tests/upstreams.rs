@@ -15,29 +15,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
-fn config(servers: &str, extra: &str) -> String {
-    format!(
-        r#"
-[admin]
-addr = "127.0.0.1:0"
-
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.backend]
-servers = [{servers}]
-{extra}
-
-[[route]]
-path_prefix = "/"
-upstream = "backend"
-"#
-    )
+/// Admin (for the metrics), a TLS listener, and one unnamed catch-all route
+/// to `[upstream.backend]`, which each test adds.
+fn config() -> ProxyToml {
+    ProxyToml::new()
+        .admin()
+        .tls_listener()
+        .route_keys("path_prefix = \"/\"\nupstream = \"backend\"")
 }
 
 #[tokio::test]
@@ -48,10 +32,10 @@ async fn round_robin_spreads_by_weight() {
         Backend::echo("c").await,
     );
     let servers = format!(
-        "\"{}\", \"{}\", {{ addr = \"{}\", weight = 2 }}",
+        r#"servers = ["{}", "{}", {{ addr = "{}", weight = 2 }}]"#,
         a.addr, b.addr, c.addr
     );
-    let proxy = TestProxy::start(&config(&servers, "")).await;
+    let proxy = TestProxy::start(&config().upstream_keys("backend", &servers).build()).await;
     let mut client = proxy.client(Proto::H2).await;
     let mut seen = std::collections::HashMap::new();
     for _ in 0..40 {
@@ -76,8 +60,14 @@ async fn least_requests_sends_new_work_to_the_idle_server() {
     })
     .await;
     let fast = Backend::echo("fast").await;
-    let servers = format!("\"{}\", \"{}\"", slow.addr, fast.addr);
-    let proxy = Arc::new(TestProxy::start(&config(&servers, "balance = \"least_requests\"")).await);
+    let toml = config()
+        .upstream_with(
+            "backend",
+            &[slow.addr, fast.addr],
+            r#"balance = "least_requests""#,
+        )
+        .build();
+    let proxy = Arc::new(TestProxy::start(&toml).await);
     // The first request lands on `slow` (tie, first in turn) and stays there.
     let mut c = proxy.client(Proto::H2).await;
     let held = tokio::spawn(async move { c.get("localhost", "/held").await });
@@ -101,8 +91,14 @@ async fn least_requests_sends_new_work_to_the_idle_server() {
 async fn a_dead_server_costs_no_client_errors_and_is_taken_out() {
     let live = Backend::echo("live").await;
     let dead = dead_addr().await;
-    let servers = format!("\"{dead}\", \"{}\"", live.addr);
-    let proxy = TestProxy::start(&config(&servers, "max_fails = 3\nfail_timeout = \"1m\"")).await;
+    let toml = config()
+        .upstream_with(
+            "backend",
+            &[dead, live.addr],
+            "max_fails = 3\nfail_timeout = \"1m\"",
+        )
+        .build();
+    let proxy = TestProxy::start(&toml).await;
     let mut client = proxy.client(Proto::H1).await;
     for i in 0..60 {
         let res = client.get("localhost", &format!("/{i}")).await;
@@ -140,8 +136,10 @@ async fn no_retry_once_the_request_reached_a_server() {
         async { Response::new(body("other")) }
     })
     .await;
-    let servers = format!("\"{eater_addr}\", \"{}\"", other.addr);
-    let proxy = TestProxy::start(&config(&servers, "")).await;
+    let toml = config()
+        .upstream("backend", &[eater_addr, other.addr])
+        .build();
+    let proxy = TestProxy::start(&toml).await;
     let mut client = proxy.client(Proto::H1).await;
     // Round robin from a fresh start: eater, other, eater.
     let post = request("POST", "localhost", "/once", false)
@@ -180,13 +178,10 @@ async fn pooled_connections_never_race_the_backends_keepalive_close() {
             });
         }
     });
-    let proxy = Arc::new(
-        TestProxy::start(&config(
-            &format!("\"{addr}\""),
-            "pool_idle_timeout = \"500ms\"",
-        ))
-        .await,
-    );
+    let toml = config()
+        .upstream_with("backend", &[addr], r#"pool_idle_timeout = "500ms""#)
+        .build();
+    let proxy = Arc::new(TestProxy::start(&toml).await);
     let failures = Arc::new(AtomicUsize::new(0));
     for burst in 0..3 {
         let mut tasks = Vec::new();
@@ -235,9 +230,11 @@ async fn active_health_checks_take_a_server_out_and_bring_it_back() {
     })
     .await;
     let well = Backend::start(|_req| async { Response::new(body("well")) }).await;
-    let servers = format!("\"{}\", \"{}\"", sick.addr, well.addr);
-    let health = "health = { path = \"/health\", interval = \"100ms\", timeout = \"1s\", healthy = 2, unhealthy = 2 }";
-    let proxy = TestProxy::start(&config(&servers, health)).await;
+    let health = r#"health = { path = "/health", interval = "100ms", timeout = "1s", healthy = 2, unhealthy = 2 }"#;
+    let toml = config()
+        .upstream_with("backend", &[sick.addr, well.addr], health)
+        .build();
+    let proxy = TestProxy::start(&toml).await;
     let mut client = proxy.client(Proto::H1).await;
 
     // Failing checks take `sick` out: only `well` answers, twenty times in a row.

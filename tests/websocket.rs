@@ -12,35 +12,15 @@ use common::tungstenite::protocol::frame::{Frame, FrameHeader};
 use common::*;
 use futures_util::SinkExt;
 
+/// One upstream behind route `ws` (with `websocket` keys, if any) and route `other`.
 fn config(backend: std::net::SocketAddr, websocket: &str) -> String {
-    format!(
-        r#"
-[server]
-shutdown_grace = "10s"
-
-[[listen]]
-addr = "127.0.0.1:0"
-tls = true
-
-[[certificate]]
-cert = "{{cert}}"
-key = "{{key}}"
-
-[upstream.backend]
-servers = ["{backend}"]
-
-[[route]]
-name = "ws"
-path_prefix = "/ws"
-upstream = "backend"
-{websocket}
-
-[[route]]
-name = "other"
-path_prefix = "/"
-upstream = "backend"
-"#
-    )
+    ProxyToml::new()
+        .server(r#"shutdown_grace = "10s""#)
+        .tls_listener()
+        .upstream("backend", &[backend])
+        .route_with("ws", "/ws", "backend", websocket)
+        .route("other", "/", "backend")
+        .build()
 }
 
 /// Text, binary, a 16 MiB message, a fragmented message, ping/pong and a
@@ -140,10 +120,14 @@ async fn echo_over_http11_and_a_clean_close_both_ways() {
 async fn echo_over_http2_extended_connect() {
     let mut backend = WsBackend::start().await;
     let plain = Backend::echo("plain").await;
-    let toml = config(backend.addr, "").replace(
-        "name = \"other\"\npath_prefix = \"/\"\nupstream = \"backend\"",
-        "name = \"other\"\npath_prefix = \"/\"\nupstream = \"plain\"",
-    ) + &format!("\n[upstream.plain]\nservers = [\"{}\"]\n", plain.addr);
+    let toml = ProxyToml::new()
+        .server(r#"shutdown_grace = "10s""#)
+        .tls_listener()
+        .upstream("backend", &[backend.addr])
+        .upstream("plain", &[plain.addr])
+        .route("ws", "/ws", "backend")
+        .route("other", "/", "plain")
+        .build();
     let proxy = TestProxy::start(&toml).await;
     let mut client = proxy.client(Proto::H2).await;
 
@@ -483,11 +467,13 @@ async fn max_lifetime_closes_even_busy_sessions() {
 #[tokio::test]
 async fn websocket_over_http2_can_be_turned_off_per_listener() {
     let backend = WsBackend::start().await;
-    let toml = config(backend.addr, "").replacen(
-        "tls = true",
-        "tls = true\nwebsocket_over_http2 = false",
-        1,
-    );
+    let toml = ProxyToml::new()
+        .server(r#"shutdown_grace = "10s""#)
+        .tls_listener_with("websocket_over_http2 = false")
+        .upstream("backend", &[backend.addr])
+        .route("ws", "/ws", "backend")
+        .route("other", "/", "backend")
+        .build();
     let proxy = TestProxy::start(&toml).await;
     // Not advertised, so an extended CONNECT is refused by the HTTP/2 layer...
     let mut h2 = proxy.client(Proto::H2).await;
