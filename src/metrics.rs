@@ -89,6 +89,21 @@ pub struct Metrics {
     access_log_dropped: Counter,
 }
 
+/// Registers `metric` under `name` and returns it (the registry keeps a clone:
+/// prometheus-client's metrics are shared handles).
+fn add<M>(registry: &mut Registry, (name, help): (&str, &str), metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// A family of latency histograms, one per label set.
+fn histograms<L: Clone + std::hash::Hash + Eq>() -> Family<L, Histogram> {
+    Family::new_with_constructor(latency_histogram)
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms … ~16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -100,106 +115,69 @@ impl Default for Metrics {
     }
 }
 
+/// Each metric's name (after the `ferry_` prefix) and help text.
+const REQUESTS: (&str, &str) = ("requests", "Requests answered, by route and status class");
+const REQUEST_DURATION: (&str, &str) = (
+    "request_duration_seconds",
+    "Time from request head to the end of the response body, by route",
+);
+const UPSTREAM_DURATION: (&str, &str) = (
+    "upstream_request_duration_seconds",
+    "Time from sending to an upstream to its response head",
+);
+const UPSTREAM_ERRORS: (&str, &str) = (
+    "upstream_errors",
+    "Failed upstream requests, by upstream and kind",
+);
+const CONNECTIONS: (&str, &str) = (
+    "connections_active",
+    "Open client connections, by listener and protocol",
+);
+const TLS_HANDSHAKES: (&str, &str) = ("tls_handshakes", "Completed TLS handshakes, by listener");
+const TLS_FAILURES: (&str, &str) = (
+    "tls_handshake_failures",
+    "Failed TLS handshakes, by listener and reason",
+);
+const WS_ACTIVE: (&str, &str) = (
+    "websocket_sessions_active",
+    "Open WebSocket sessions, by route",
+);
+const WS_SESSIONS: (&str, &str) = (
+    "websocket_sessions",
+    "Ended WebSocket sessions, by route, close code and who closed",
+);
+const RELOADS: (&str, &str) = ("config_reloads", "Configuration reloads, by result");
+const GENERATION: (&str, &str) = (
+    "config_generation",
+    "The configuration generation serving (1 at start)",
+);
+const CERT_EXPIRY: (&str, &str) = (
+    "certificate_expiry_timestamp_seconds",
+    "When each certificate expires (Unix time)",
+);
+const ACCESS_LOG_DROPPED: (&str, &str) = (
+    "access_log_dropped_lines",
+    "Access log lines dropped because the writer fell behind",
+);
+
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("ferry");
-        let requests = Family::<RouteStatus, Counter>::default();
-        let request_duration = Family::<RouteLabel, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let upstream_duration = Family::<UpstreamLabel, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        let upstream_errors = Family::<UpstreamError, Counter>::default();
-        let connections = Family::<Connection, Gauge>::default();
-        let tls_handshakes = Family::<ListenerLabel, Counter>::default();
-        let tls_failures = Family::<HandshakeFailure, Counter>::default();
-        let ws_active = Family::<RouteLabel, Gauge>::default();
-        let ws_sessions = Family::<SessionEnd, Counter>::default();
-        let reloads = Family::<ResultLabel, Counter>::default();
-        let generation = Gauge::default();
-        let cert_expiry = Family::<CertLabel, Gauge>::default();
-        let access_log_dropped = Counter::default();
-        registry.register(
-            "requests",
-            "Requests answered, by route and status class",
-            requests.clone(),
-        );
-        registry.register(
-            "request_duration_seconds",
-            "Time from request head to the end of the response body, by route",
-            request_duration.clone(),
-        );
-        registry.register(
-            "upstream_request_duration_seconds",
-            "Time from sending to an upstream to its response head",
-            upstream_duration.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Failed upstream requests, by upstream and kind",
-            upstream_errors.clone(),
-        );
-        registry.register(
-            "connections_active",
-            "Open client connections, by listener and protocol",
-            connections.clone(),
-        );
-        registry.register(
-            "tls_handshakes",
-            "Completed TLS handshakes, by listener",
-            tls_handshakes.clone(),
-        );
-        registry.register(
-            "tls_handshake_failures",
-            "Failed TLS handshakes, by listener and reason",
-            tls_failures.clone(),
-        );
-        registry.register(
-            "websocket_sessions_active",
-            "Open WebSocket sessions, by route",
-            ws_active.clone(),
-        );
-        registry.register(
-            "websocket_sessions",
-            "Ended WebSocket sessions, by route, close code and who closed",
-            ws_sessions.clone(),
-        );
-        registry.register(
-            "config_reloads",
-            "Configuration reloads, by result",
-            reloads.clone(),
-        );
-        registry.register(
-            "config_generation",
-            "The configuration generation serving (1 at start)",
-            generation.clone(),
-        );
-        registry.register(
-            "certificate_expiry_timestamp_seconds",
-            "When each certificate expires (Unix time)",
-            cert_expiry.clone(),
-        );
-        registry.register(
-            "access_log_dropped_lines",
-            "Access log lines dropped because the writer fell behind",
-            access_log_dropped.clone(),
-        );
+        let mut r = Registry::with_prefix("ferry");
         Metrics {
-            registry,
-            requests,
-            request_duration,
-            upstream_duration,
-            upstream_errors,
-            connections,
-            tls_handshakes,
-            tls_failures,
-            ws_active,
-            ws_sessions,
-            reloads,
-            generation,
-            cert_expiry,
-            access_log_dropped,
+            requests: add(&mut r, REQUESTS, Family::default()),
+            request_duration: add(&mut r, REQUEST_DURATION, histograms()),
+            upstream_duration: add(&mut r, UPSTREAM_DURATION, histograms()),
+            upstream_errors: add(&mut r, UPSTREAM_ERRORS, Family::default()),
+            connections: add(&mut r, CONNECTIONS, Family::default()),
+            tls_handshakes: add(&mut r, TLS_HANDSHAKES, Family::default()),
+            tls_failures: add(&mut r, TLS_FAILURES, Family::default()),
+            ws_active: add(&mut r, WS_ACTIVE, Family::default()),
+            ws_sessions: add(&mut r, WS_SESSIONS, Family::default()),
+            reloads: add(&mut r, RELOADS, Family::default()),
+            generation: add(&mut r, GENERATION, Gauge::default()),
+            cert_expiry: add(&mut r, CERT_EXPIRY, Family::default()),
+            access_log_dropped: add(&mut r, ACCESS_LOG_DROPPED, Counter::default()),
+            registry: r,
         }
     }
 

@@ -202,6 +202,8 @@ struct Listener {
     acceptor: Option<TlsAcceptor>,
 }
 
+/// Serves one accepted connection: the TLS handshake if the listener has
+/// one, then HTTP/1.1 or HTTP/2 until it closes or the drain says stop.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -213,36 +215,23 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let metrics = shared.live.load().metrics.clone();
     let listen = &listener.label;
+    let https_port = shared.https_port;
+    let conn = |kind, tls_version, streams, drain| {
+        Arc::new(ConnInfo {
+            client: peer,
+            client_ip: crate::proxy::headers::ip_value(peer.ip()),
+            listener: kind,
+            https_port,
+            drain,
+            tls_version,
+            streams,
+        })
+    };
     match (listener.config.kind, listener.acceptor.clone()) {
         (ListenerKind::Tls, Some(acceptor)) => {
-            let handshake_timeout = shared.live.load().config.server.handshake_timeout;
-            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-            let tls = tokio::select! {
-                result = handshake => result,
-                () = watch.signaled() => return,
-            };
-            let tls = match tls {
-                Ok(Ok(tls)) => {
-                    metrics.tls_handshake(listen);
-                    tls
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    let reason = match e.kind() {
-                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
-                            "client_closed"
-                        }
-                        io::ErrorKind::InvalidData => "protocol",
-                        _ => "io",
-                    };
-                    metrics.tls_failure(listen, reason);
-                    return;
-                }
-                Err(_) => {
-                    metrics.tls_failure(listen, "timeout");
-                    tracing::debug!(timeout = ?handshake_timeout, "TLS handshake timed out");
-                    return;
-                }
+            let Some(tls) = handshake(stream, &acceptor, &listener, &shared, &mut watch).await
+            else {
+                return;
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
             let tls_version = match tls.get_ref().1.protocol_version() {
@@ -250,15 +239,8 @@ async fn serve_connection(
                 Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
                 _ => None,
             };
-            let info = Arc::new(ConnInfo {
-                client: peer,
-                client_ip: crate::proxy::headers::ip_value(peer.ip()),
-                listener: ListenerKind::Tls,
-                https_port: shared.https_port,
-                drain: watch.clone(),
-                tls_version,
-                streams: h2.then(Streams::default),
-            });
+            let streams = h2.then(Streams::default);
+            let info = conn(ListenerKind::Tls, tls_version, streams, watch.clone());
             let streams = info.streams.clone().unwrap_or_default();
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
@@ -275,15 +257,7 @@ async fn serve_connection(
         }
         (kind, _) => {
             // Plain HTTP/1.1: proxying, or the redirect to https.
-            let info = Arc::new(ConnInfo {
-                client: peer,
-                client_ip: crate::proxy::headers::ip_value(peer.ip()),
-                listener: kind,
-                https_port: shared.https_port,
-                drain: watch.clone(),
-                tls_version: None,
-                streams: None,
-            });
+            let info = conn(kind, None, None, watch.clone());
             let svc = proxy_service(shared.live.clone(), info);
             let protocol = if kind == ListenerKind::RedirectHttps {
                 "redirect"
@@ -292,6 +266,45 @@ async fn serve_connection(
             };
             let _open = GaugeGuard::new(metrics.connection(listen, protocol));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
+        }
+    }
+}
+
+/// The TLS handshake, within `server.handshake_timeout`; counted in the
+/// metrics either way. `None`: it failed, or a shutdown began.
+async fn handshake(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    listener: &Listener,
+    shared: &Shared,
+    watch: &mut Watch,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let (metrics, listen) = (shared.live.load().metrics.clone(), &listener.label);
+    let handshake_timeout = shared.live.load().config.server.handshake_timeout;
+    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+    let tls = tokio::select! {
+        result = handshake => result,
+        () = watch.signaled() => return None,
+    };
+    match tls {
+        Ok(Ok(tls)) => {
+            metrics.tls_handshake(listen);
+            Some(tls)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            let reason = match e.kind() {
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => "client_closed",
+                io::ErrorKind::InvalidData => "protocol",
+                _ => "io",
+            };
+            metrics.tls_failure(listen, reason);
+            None
+        }
+        Err(_) => {
+            metrics.tls_failure(listen, "timeout");
+            tracing::debug!(timeout = ?handshake_timeout, "TLS handshake timed out");
+            None
         }
     }
 }

@@ -242,29 +242,8 @@ async fn tls_handshake(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_else(|| "none".into());
     r.step(true, "tls", format!("{version}, ALPN {alpn}"));
-    let leaf = seen
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .first()
-        .cloned();
-    if let Some(info) = leaf.and_then(|l| crate::tls::certs::inspect_leaf(&l).ok()) {
-        let covered = info
-            .names
-            .iter()
-            .any(|n| crate::tls::certs::name_covers(n, host));
-        let days = info.remaining().as_secs() / 86_400;
-        let names = info.names.join(", ");
-        r.step(
-            covered,
-            "cert",
-            format!("names {names}; expires in {days} days"),
-        );
-        if !covered {
-            r.diagnose(format!(
-                "the certificate does not cover {host}: browsers refuse it"
-            ));
-            return None;
-        }
+    if !certificate(r, &seen, host) {
+        return None;
     }
     r.step(
         true,
@@ -276,6 +255,35 @@ async fn tls_handshake(
         },
     );
     Some(tls_stream)
+}
+
+/// What the presented certificate says; false when it does not cover `host`.
+fn certificate(r: &mut Report, seen: &tls::Seen, host: &str) -> bool {
+    let leaf = seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .first()
+        .cloned();
+    let Some(info) = leaf.and_then(|l| crate::tls::certs::inspect_leaf(&l).ok()) else {
+        return true;
+    };
+    let covered = info
+        .names
+        .iter()
+        .any(|n| crate::tls::certs::name_covers(n, host));
+    let days = info.remaining().as_secs() / 86_400;
+    let names = info.names.join(", ");
+    r.step(
+        covered,
+        "cert",
+        format!("names {names}; expires in {days} days"),
+    );
+    if !covered {
+        r.diagnose(format!(
+            "the certificate does not cover {host}: browsers refuse it"
+        ));
+    }
+    covered
 }
 
 /// The HTTP request (or WebSocket handshake), and for a WebSocket the first echo.

@@ -15,6 +15,8 @@ pub mod frame;
 pub mod relay;
 mod session;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -30,8 +32,9 @@ use super::context::RequestContext;
 use super::decision::{Forward, Handshake, WebSocket};
 use super::error::{ProxyError, UpstreamFailure};
 use super::response;
-use crate::metrics::GaugeGuard;
-use crate::upstream::RequestBody;
+use crate::drain::{StreamGuard, Watch};
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::upstream::{Load, RequestBody};
 use relay::RelayConfig;
 use session::{Session, log_session};
 
@@ -98,42 +101,85 @@ pub async fn proxy(
     let accepted = response::websocket_accepted(&res, route, ws.handshake);
 
     // The tunnel task exists before the client hears 101/200.
-    let session = Session {
-        route: route.name.clone(),
-        upstream: upstream.name.clone(),
-        upstream_addr: addr,
-        client: ctx.conn.client,
-        origin: ws.origin.origin().map(str::to_owned),
-        kind: ws.handshake,
-        path: ctx.uri.path().to_owned(),
-        host: ctx
-            .host
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        access_log: state.access_log.clone(),
-    };
-    let config = RelayConfig {
-        idle_timeout: route.websocket.idle_timeout,
-        max_lifetime: route.websocket.max_lifetime,
-        ping_interval: route.websocket.ping_interval,
-        close_wait: CLOSE_WAIT.min(state.config.server.shutdown_grace),
-    };
-    let drain = ctx.conn.drain.clone();
-    let stream = ctx.conn.streams.as_ref().map(|s| s.open());
-    let metrics = state.metrics.clone();
-    let active = state.route_metrics[forward.route].ws_active.clone();
+    let routed = (forward.route, forward.upstream);
+    let tunnel = Tunnel::new(state, ctx, routed, &ws, addr, load);
     // hyper always offers the client's side for a request it saw as an
     // upgrade; without it, the upgrade below fails and says so.
     let client_upgrade = client_upgrade.unwrap_or_else(|| hyper::upgrade::on(Request::new(())));
-    tokio::spawn(async move {
-        // The session counts as load on its server (least_requests) while it lasts.
-        let _load = load;
-        // An open tunnel keeps its HTTP/2 connection from counting as idle.
-        let _stream = stream;
+    tokio::spawn(tunnel.run(client_upgrade, upstream_upgrade));
+    Ok(accepted)
+}
+
+/// Everything a WebSocket session needs once the handshake is done.
+struct Tunnel {
+    session: Session,
+    config: RelayConfig,
+    /// Keeps a shutdown waiting for the session, and tells it to close.
+    drain: Watch,
+    /// An open tunnel keeps its HTTP/2 connection from counting as idle.
+    stream: Option<StreamGuard>,
+    /// The session counts as load on its server (least_requests) while it lasts.
+    load: Load,
+    metrics: Arc<Metrics>,
+    /// Counts the session as open on its route.
+    active: GaugeGuard,
+}
+
+impl Tunnel {
+    fn new(
+        state: &State,
+        ctx: &RequestContext,
+        (route_index, upstream): (usize, usize),
+        ws: &WebSocket,
+        upstream_addr: SocketAddr,
+        load: Load,
+    ) -> Tunnel {
+        let route = &state.config.routes[route_index];
+        let upstream = &state.upstreams[upstream];
+        Tunnel {
+            session: Session {
+                route: route.name.clone(),
+                upstream: upstream.name.clone(),
+                upstream_addr,
+                client: ctx.conn.client,
+                origin: ws.origin.origin().map(str::to_owned),
+                kind: ws.handshake,
+                path: ctx.uri.path().to_owned(),
+                host: ctx
+                    .host
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                access_log: state.access_log.clone(),
+            },
+            config: RelayConfig {
+                idle_timeout: route.websocket.idle_timeout,
+                max_lifetime: route.websocket.max_lifetime,
+                ping_interval: route.websocket.ping_interval,
+                close_wait: CLOSE_WAIT.min(state.config.server.shutdown_grace),
+            },
+            drain: ctx.conn.drain.clone(),
+            stream: ctx.conn.streams.as_ref().map(|s| s.open()),
+            load,
+            metrics: state.metrics.clone(),
+            active: GaugeGuard::new(state.route_metrics[route_index].ws_active.clone()),
+        }
+    }
+
+    /// Waits for both upgrades, relays until the session ends, logs it.
+    async fn run(self, client: OnUpgrade, upstream: OnUpgrade) {
+        let Tunnel {
+            session,
+            config,
+            drain,
+            stream,
+            load,
+            metrics,
+            active,
+        } = self;
+        let _held = (stream, load, active);
         let started = Instant::now();
-        let _active = GaugeGuard::new(active);
-        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(both) => both,
             Err(e) => {
                 tracing::warn!(route = %session.route, client.addr = %session.client, error = %e, "WebSocket upgrade did not complete");
@@ -144,8 +190,7 @@ pub async fn proxy(
             relay::relay(TokioIo::new(client), TokioIo::new(upstream), config, drain).await;
         log_session(&session, &summary, started.elapsed());
         metrics.websocket_ended(&session.route, summary.code, summary.closed_by.as_str());
-    });
-    Ok(accepted)
+    }
 }
 
 /// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64.
