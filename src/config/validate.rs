@@ -1225,6 +1225,70 @@ upstrem = "backend"
     }
 
     #[test]
+    fn an_unknown_key_in_every_kind_of_table_is_reported() {
+        // One typo per kind of table: top level, tables, inline tables, arrays
+        // of tables and user-named tables, each with its key path and suggestion.
+        let src = r#"
+sever = 1
+
+[admin]
+addr = "127.0.0.1:9901"
+adr = 1
+
+[server]
+shutdown = "1s"
+access_log = { formt = "json" }
+
+[[listen]]
+addr = "127.0.0.1:8080"
+tsl = true
+
+[[certificate]]
+cert = "c.pem"
+key = "k.pem"
+certs = 1
+
+[upstream.backend]
+servers = ["backend:8000"]
+retrys = 1
+health = { path = "/health", intervl = "1s" }
+
+[[route]]
+path_prefix = "/"
+upstream = "backend"
+redirect = { to = "https://x", stauts = 301 }
+request_headers = { sett = {} }
+response_headers = { remov = [] }
+websocket = { ping_intervall = "1s" }
+proxy_cache_off = true
+"#;
+        let got = problems(src);
+        let want = [
+            "2:1: sever: unknown key `sever` | did you mean `server`?",
+            "6:1: admin.adr: unknown key `adr` | did you mean `addr`?",
+            "9:1: server.shutdown: unknown key `shutdown` | known keys here: `trusted_proxies`, `shutdown_grace`, `handshake_timeout`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `access_log`, `pid_file`",
+            "10:16: server.access_log.formt: unknown key `formt` | did you mean `format`?",
+            "14:1: listen[0].tsl: unknown key `tsl` | known keys here: `addr`, `tls`, `redirect_https`, `http2`, `websocket_over_http2`",
+            "19:1: certificate[0].certs: unknown key `certs` | did you mean `cert`?",
+            "23:1: upstream.backend.retrys: unknown key `retrys` | did you mean `retries`?",
+            "24:30: upstream.backend.health.intervl: unknown key `intervl` | did you mean `interval`?",
+            "29:32: route[0].redirect.stauts: unknown key `stauts` | did you mean `status`?",
+            "30:21: route[0].request_headers.sett: unknown key `sett` | did you mean `set`?",
+            "31:22: route[0].response_headers.remov: unknown key `remov` | did you mean `remove`?",
+            "32:15: route[0].websocket.ping_intervall: unknown key `ping_intervall` | did you mean `ping_interval`?",
+            "33:1: route[0].proxy_cache_off: unknown key `proxy_cache_off` | known keys here: `name`, `hosts`, `path_prefix`, `path_exact`, `path_regex`, `upstream`, `redirect`, `read_timeout`, `max_body_size`, `request_headers`, `response_headers`, `websocket`",
+        ];
+        assert_eq!(got, want);
+        let top = problems(&format!("zzzzzzzz = 1\n{MINIMAL}"));
+        assert_eq!(
+            top,
+            [
+                "1:1: zzzzzzzz: unknown key `zzzzzzzz` | known keys here: `admin`, `server`, `listen`, `certificate`, `upstream`, `route`"
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_errors_have_positions() {
         let got = problems("[[listen]\naddr = 1\n");
         assert!(got[0].starts_with("1:"), "{got:#?}");
