@@ -1,6 +1,6 @@
 //! proxy.toml as the user writes it: serde types with spans, no interpretation.
 //!
-//! `validate.rs` turns these into a [`Config`](super::Config). The key names
+//! `validate/` turns these into a [`Config`](super::Config). The key names
 //! here are ferry's public interface; [`SCHEMA`] lists the same keys so that
 //! every unknown key can be reported at once, with a suggestion.
 
