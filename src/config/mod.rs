@@ -7,6 +7,7 @@
 mod error;
 pub(crate) mod file;
 mod origin;
+mod schema;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};

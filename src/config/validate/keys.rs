@@ -1,18 +1,19 @@
 //! Unknown keys: all of them at once, each with its key path and a suggestion.
 //!
 //! serde stops at the first unknown field; walking the parsed document
-//! against the file's shape reports every one before types are checked.
+//! against the shape of the `File*` types (`schema.rs`) reports every one
+//! before types are checked.
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::values::join;
 use crate::config::error::{Problems, did_you_mean};
-use crate::config::file::{SCHEMA, Shape};
+use crate::config::schema::{self, Shape};
 
 /// Reports every key of `doc` that proxy.toml does not have.
 pub(super) fn check(doc: &DeTable<'_>, problems: &mut Problems<'_>) {
-    check_keys(doc, SCHEMA, "", problems);
+    check_keys(doc, schema::file_config(), "", problems);
 }
 
 fn check_keys(
@@ -39,31 +40,27 @@ fn check_keys(
                     help,
                 );
             }
-            Some((_, shape)) => check_value(value, *shape, &key_path, problems),
+            Some((_, shape)) => check_value(value, shape, &key_path, problems),
         }
     }
 }
 
 fn check_value(
     value: &Spanned<DeValue<'_>>,
-    shape: Shape,
+    shape: &Shape,
     path: &str,
     problems: &mut Problems<'_>,
 ) {
     match (shape, value.get_ref()) {
         (Shape::Table(fields), DeValue::Table(t)) => check_keys(t, fields, path, problems),
-        (Shape::Tables(fields), DeValue::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                if let DeValue::Table(t) = item.get_ref() {
-                    check_keys(t, fields, &format!("{path}[{i}]"), problems);
-                }
+        (Shape::Array(item), DeValue::Array(items)) => {
+            for (i, value) in items.iter().enumerate() {
+                check_value(value, item, &format!("{path}[{i}]"), problems);
             }
         }
-        (Shape::Named(fields), DeValue::Table(t)) => {
-            for (name, item) in t.iter() {
-                if let DeValue::Table(inner) = item.get_ref() {
-                    check_keys(inner, fields, &join(path, name.get_ref()), problems);
-                }
+        (Shape::Map(item), DeValue::Table(t)) => {
+            for (name, value) in t.iter() {
+                check_value(value, item, &join(path, name.get_ref()), problems);
             }
         }
         // Wrong types are reported by serde with a precise message.
@@ -73,7 +70,8 @@ fn check_value(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{MINIMAL, problems};
+    use super::super::testing::{EVERY_KEY, MINIMAL, problems};
+    use super::*;
 
     #[test]
     fn the_scenario_typo_style_is_caught() {
@@ -152,5 +150,65 @@ proxy_cache_off = true
                 "1:1: zzzzzzzz: unknown key `zzzzzzzz` | known keys here: `admin`, `server`, `listen`, `certificate`, `upstream`, `route`"
             ]
         );
+    }
+
+    #[test]
+    fn the_every_key_file_uses_every_key_the_types_have() {
+        // So that a new field is also exercised through serde and validation.
+        let (doc, errors) = DeTable::parse_recoverable(EVERY_KEY);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut missing = Vec::new();
+        missing_keys(&[doc.get_ref()], schema::file_config(), "", &mut missing);
+        assert!(missing.is_empty(), "EVERY_KEY does not use {missing:?}");
+    }
+
+    /// The keys of `fields` that none of `tables` has, recursively.
+    fn missing_keys(
+        tables: &[&DeTable<'_>],
+        fields: &[(&str, Shape)],
+        path: &str,
+        missing: &mut Vec<String>,
+    ) {
+        for (key, shape) in fields {
+            let path = join(path, key);
+            let mut values: Vec<&DeValue<'_>> = tables
+                .iter()
+                .filter_map(|t| t.get(*key))
+                .map(Spanned::get_ref)
+                .collect();
+            if values.is_empty() {
+                missing.push(path);
+                continue;
+            }
+            let mut shape = shape;
+            loop {
+                match shape {
+                    Shape::Leaf => break,
+                    Shape::Array(item) => {
+                        values = values
+                            .iter()
+                            .filter_map(|v| v.as_array())
+                            .flatten()
+                            .map(Spanned::get_ref)
+                            .collect();
+                        shape = item;
+                    }
+                    Shape::Map(item) => {
+                        values = values
+                            .iter()
+                            .filter_map(|v| v.as_table())
+                            .flat_map(|t| t.values())
+                            .map(Spanned::get_ref)
+                            .collect();
+                        shape = item;
+                    }
+                    Shape::Table(fields) => {
+                        let tables: Vec<_> = values.iter().filter_map(|v| v.as_table()).collect();
+                        missing_keys(&tables, fields, &path, missing);
+                        break;
+                    }
+                }
+            }
+        }
     }
 }

@@ -125,41 +125,8 @@ path_prefix = "/"
 upstream = "backend"
 "#;
 
-    /// For each `(from, to, expect)`: [`MINIMAL`] with `from` replaced by `to`
-    /// has a problem containing `expect`.
-    pub(super) fn assert_semantic(cases: &[(&str, &str, &str)]) {
-        for (from, to, expect) in cases {
-            let src = MINIMAL.replace(from, to);
-            let got = problems(&src).join("\n");
-            assert!(
-                got.contains(expect),
-                "{to:?}: expected {expect:?} in\n{got}"
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-    use std::time::Duration;
-
-    use super::testing::{MINIMAL, parse_str, problems};
-    use super::upstream::DEFAULT_READ_TIMEOUT;
-    use crate::config::{AccessLogFormat, AccessLogTarget, ListenerKind, RouteAction};
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = parse_str(MINIMAL).unwrap();
-        assert_eq!(c.listeners[0].kind, ListenerKind::Plain);
-        assert_eq!(c.upstreams[0].servers[0].as_str(), "backend:8000");
-        assert_eq!(c.upstreams[0].read_timeout, DEFAULT_READ_TIMEOUT);
-        assert_eq!(&*c.routes[0].name, "route0");
-        assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
-    }
-
-    /// A file using every key in SCHEMA: if serde rejects one, the two lists drifted.
-    const EVERY_KEY: &str = r#"
+    /// A file using every key (`keys.rs` checks it still does): serde must accept them all.
+    pub(super) const EVERY_KEY: &str = r#"
 [admin]
 addr = "127.0.0.1:9901"
 allow_remote = false
@@ -216,7 +183,45 @@ read_timeout = "2m"
 request_headers = { set = { "X-A" = "1" }, add = { "X-B" = "2" }, remove = ["X-C"] }
 response_headers = { set = { "X-D" = "1" }, add = {}, remove = [] }
 websocket = { idle_timeout = "1h", max_lifetime = "12h", ping_interval = "30s", allowed_origins = ["https://*.example.com", "http://localhost:5173"], require_origin = true }
+
+[[route]]
+path_prefix = ["/static", "/assets"]
+upstream = "backend"
+max_body_size = "10MB"
 "#;
+
+    /// For each `(from, to, expect)`: [`MINIMAL`] with `from` replaced by `to`
+    /// has a problem containing `expect`.
+    pub(super) fn assert_semantic(cases: &[(&str, &str, &str)]) {
+        for (from, to, expect) in cases {
+            let src = MINIMAL.replace(from, to);
+            let got = problems(&src).join("\n");
+            assert!(
+                got.contains(expect),
+                "{to:?}: expected {expect:?} in\n{got}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::testing::{EVERY_KEY, MINIMAL, parse_str, problems};
+    use super::upstream::DEFAULT_READ_TIMEOUT;
+    use crate::config::{AccessLogFormat, AccessLogTarget, ListenerKind, RouteAction};
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(c.listeners[0].kind, ListenerKind::Plain);
+        assert_eq!(c.upstreams[0].servers[0].as_str(), "backend:8000");
+        assert_eq!(c.upstreams[0].read_timeout, DEFAULT_READ_TIMEOUT);
+        assert_eq!(&*c.routes[0].name, "route0");
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+    }
 
     #[test]
     fn every_schema_key_is_understood_by_serde() {
