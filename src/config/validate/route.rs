@@ -373,10 +373,10 @@ fn websocket(
     for (i, origin) in f.allowed_origins.iter().flatten().enumerate() {
         match OriginPattern::parse(origin.get_ref()) {
             Ok(pattern) => out.allowed_origins.push(pattern),
-            Err(why) => p.push(
+            Err(e) => p.push(
                 Some(origin.span()),
                 format!("{key}.allowed_origins[{i}]"),
-                why,
+                e.to_string(),
                 None,
             ),
         }

@@ -95,7 +95,12 @@ fn servers(
                 servers.push(auth);
                 weights.push(weight.clamp(1, 100) as u32);
             }
-            Err(why) => p.push(Some(s.span()), format!("{key}.servers[{i}]"), why.0, why.1),
+            Err(e) => p.push(
+                Some(s.span()),
+                format!("{key}.servers[{i}]"),
+                e.to_string(),
+                Some(e.help().into()),
+            ),
         }
     }
     (servers, weights)

@@ -190,24 +190,43 @@ pub(super) fn parse_listen_addr(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
-type Why = (String, Option<String>);
+/// Why an upstream server address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ServerAddrError {
+    /// `https://`: ferry speaks plain HTTP/1.1 to its upstreams.
+    #[error("TLS to upstreams is not supported yet")]
+    Tls,
+    /// Something after `host:port`; routes forward the request path as it is.
+    #[error("`{0}` has a path; upstream servers are host:port only")]
+    Path(String),
+    /// Not an authority, or one with user info.
+    #[error("`{0}` is not a host:port")]
+    NotHostPort(String),
+}
+
+impl ServerAddrError {
+    /// How to fix it.
+    pub(super) fn help(&self) -> &'static str {
+        match self {
+            ServerAddrError::Tls => {
+                "ferry terminates TLS at the edge; reach the backend over plain http: \"host:port\""
+            }
+            ServerAddrError::Path(_) => "route paths are forwarded unchanged; remove the path",
+            ServerAddrError::NotHostPort(_) => "e.g. \"backend:8000\" or \"127.0.0.1:8000\"",
+        }
+    }
+}
 
 /// An upstream server: `host:port`, optionally written with `http://`.
-pub(super) fn parse_server(s: &str) -> Result<http::uri::Authority, Why> {
+pub(super) fn parse_server(s: &str) -> Result<http::uri::Authority, ServerAddrError> {
     let trimmed = s.trim();
     if trimmed.starts_with("https://") {
-        return Err((
-            "TLS to upstreams is not supported yet".to_owned(),
-            Some("ferry terminates TLS at the edge; reach the backend over plain http: \"host:port\"".to_owned()),
-        ));
+        return Err(ServerAddrError::Tls);
     }
     let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
-        return Err((
-            format!("`{s}` has a path; upstream servers are host:port only"),
-            Some("route paths are forwarded unchanged; remove the path".into()),
-        ));
+        return Err(ServerAddrError::Path(s.to_owned()));
     }
     let with_port = if has_port(rest) {
         rest.to_owned()
@@ -216,10 +235,7 @@ pub(super) fn parse_server(s: &str) -> Result<http::uri::Authority, Why> {
     };
     match with_port.parse::<http::uri::Authority>() {
         Ok(a) if !a.host().is_empty() && !a.as_str().contains('@') => Ok(a),
-        _ => Err((
-            format!("`{s}` is not a host:port"),
-            Some("e.g. \"backend:8000\" or \"127.0.0.1:8000\"".into()),
-        )),
+        _ => Err(ServerAddrError::NotHostPort(s.to_owned())),
     }
 }
 
@@ -275,5 +291,28 @@ mod tests {
             Some(SocketAddr::from(([0, 0, 0, 0], 443)))
         );
         assert_eq!(parse_listen_addr("[::]:443").unwrap().port(), 443);
+    }
+
+    #[test]
+    fn server_address_errors_say_how_to_fix_them() {
+        let tls = parse_server("https://b:1").unwrap_err();
+        assert_eq!(tls, ServerAddrError::Tls);
+        assert_eq!(tls.to_string(), "TLS to upstreams is not supported yet");
+        assert_eq!(
+            tls.help(),
+            "ferry terminates TLS at the edge; reach the backend over plain http: \"host:port\""
+        );
+        let path = parse_server(" b:1/api").unwrap_err();
+        assert_eq!(
+            path.to_string(),
+            "` b:1/api` has a path; upstream servers are host:port only"
+        );
+        assert_eq!(
+            path.help(),
+            "route paths are forwarded unchanged; remove the path"
+        );
+        let bad = parse_server("user@b:1").unwrap_err();
+        assert_eq!(bad.to_string(), "`user@b:1` is not a host:port");
+        assert_eq!(bad.help(), "e.g. \"backend:8000\" or \"127.0.0.1:8000\"");
     }
 }
