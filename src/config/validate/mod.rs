@@ -1,9 +1,10 @@
 //! `FileConfig` → `Config`, collecting every problem before giving up.
 //!
-//! [`parse`] runs four passes — syntax, unknown keys, types, meaning — and
-//! stops after the first that finds a problem, so one mistake is not reported
-//! three ways. The meaning pass is split by concern: each turns a `File*`
-//! type into its validated type, pushing every problem into one [`Problems`].
+//! [`parse`] runs four passes — syntax, unknown keys, types, meaning. A syntax
+//! error stops it; unknown keys are reported with the first type error; the
+//! meaning is checked only in a well-typed file, so one mistake is not
+//! reported three ways. The meaning pass is split by concern: each turns a
+//! `File*` type into its validated type, pushing into one [`Problems`].
 
 mod certificate;
 mod keys;
@@ -64,8 +65,9 @@ fn first_line(msg: &str) -> String {
     msg.lines().next().unwrap_or(msg).trim().to_owned()
 }
 
-/// The concerns in file-independent order; problems are sorted by position
-/// later, so the order only decides ties (and keeps messages stable).
+/// The concerns, in a fixed order: certificates need the listeners, routes
+/// the upstreams. Problems are sorted by position afterwards, so the order
+/// otherwise only breaks ties between problems at one position.
 fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Config {
     let server = server::build(file.server, base, p);
     let admin = file.admin.as_ref().and_then(|a| listen::build_admin(a, p));
