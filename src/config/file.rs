@@ -1,8 +1,9 @@
 //! proxy.toml as the user writes it: serde types with spans, no interpretation.
 //!
-//! `validate.rs` turns these into a [`Config`](super::Config). The key names
-//! here are ferry's public interface; [`SCHEMA`] lists the same keys so that
-//! every unknown key can be reported at once, with a suggestion.
+//! `validate/` turns these into a [`Config`](super::Config). The key names
+//! here are ferry's public interface; `schema.rs` reads them off these types
+//! so that every unknown key can be reported at once, with a suggestion.
+//! Field order is the order help text lists a table's keys in.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
+    pub admin: Option<Spanned<FileAdmin>>,
+    #[serde(default)]
     pub server: Option<Spanned<FileServer>>,
     #[serde(default)]
     pub listen: Vec<Spanned<FileListen>>,
@@ -22,8 +25,6 @@ pub struct FileConfig {
     pub upstream: BTreeMap<Spanned<String>, Spanned<FileUpstream>>,
     #[serde(default)]
     pub route: Vec<Spanned<FileRoute>>,
-    #[serde(default)]
-    pub admin: Option<Spanned<FileAdmin>>,
 }
 
 /// `[admin]`: the metrics / health / reload listener.
@@ -174,103 +175,3 @@ pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
-
-/// The shape of the file, for reporting unknown keys (all of them, with suggestions).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Shape {
-    /// A value we don't look inside.
-    Leaf,
-    /// A table with these keys.
-    Table(&'static [(&'static str, Shape)]),
-    /// An array of tables with these keys (`[[route]]`).
-    Tables(&'static [(&'static str, Shape)]),
-    /// A table of user-named tables with these keys (`[upstream.NAME]`).
-    Named(&'static [(&'static str, Shape)]),
-}
-
-use Shape::{Leaf, Named, Table, Tables};
-
-const HEADER_OPS: &[(&str, Shape)] = &[("set", Leaf), ("add", Leaf), ("remove", Leaf)];
-
-pub(crate) const SCHEMA: &[(&str, Shape)] = &[
-    ("admin", Table(&[("addr", Leaf), ("allow_remote", Leaf)])),
-    (
-        "server",
-        Table(&[
-            ("trusted_proxies", Leaf),
-            ("shutdown_grace", Leaf),
-            ("handshake_timeout", Leaf),
-            ("header_read_timeout", Leaf),
-            ("idle_timeout", Leaf),
-            ("max_connections", Leaf),
-            ("workers", Leaf),
-            (
-                "access_log",
-                Table(&[("format", Leaf), ("path", Leaf), ("query", Leaf)]),
-            ),
-            ("pid_file", Leaf),
-        ]),
-    ),
-    (
-        "listen",
-        Tables(&[
-            ("addr", Leaf),
-            ("tls", Leaf),
-            ("redirect_https", Leaf),
-            ("http2", Leaf),
-            ("websocket_over_http2", Leaf),
-        ]),
-    ),
-    ("certificate", Tables(&[("cert", Leaf), ("key", Leaf)])),
-    (
-        "upstream",
-        Named(&[
-            ("servers", Leaf),
-            ("connect_timeout", Leaf),
-            ("read_timeout", Leaf),
-            ("pool_idle_timeout", Leaf),
-            ("pool_max_idle", Leaf),
-            ("balance", Leaf),
-            ("retries", Leaf),
-            ("max_fails", Leaf),
-            ("fail_timeout", Leaf),
-            ("resolve_every", Leaf),
-            (
-                "health",
-                Table(&[
-                    ("path", Leaf),
-                    ("interval", Leaf),
-                    ("timeout", Leaf),
-                    ("healthy", Leaf),
-                    ("unhealthy", Leaf),
-                ]),
-            ),
-        ]),
-    ),
-    (
-        "route",
-        Tables(&[
-            ("name", Leaf),
-            ("hosts", Leaf),
-            ("path_prefix", Leaf),
-            ("path_exact", Leaf),
-            ("path_regex", Leaf),
-            ("upstream", Leaf),
-            ("redirect", Table(&[("to", Leaf), ("status", Leaf)])),
-            ("read_timeout", Leaf),
-            ("max_body_size", Leaf),
-            ("request_headers", Table(HEADER_OPS)),
-            ("response_headers", Table(HEADER_OPS)),
-            (
-                "websocket",
-                Table(&[
-                    ("idle_timeout", Leaf),
-                    ("max_lifetime", Leaf),
-                    ("ping_interval", Leaf),
-                    ("allowed_origins", Leaf),
-                    ("require_origin", Leaf),
-                ]),
-            ),
-        ]),
-    ),
-];

@@ -7,6 +7,7 @@
 mod error;
 pub(crate) mod file;
 mod origin;
+mod schema;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use error::{ConfigError, Problem};
-pub use origin::OriginPattern;
+pub use origin::{OriginError, OriginPattern};
 
 use crate::router::Matcher;
 

@@ -14,6 +14,19 @@ pub struct OriginPattern {
     null: bool,
 }
 
+/// Why an `allowed_origins` entry was refused; the message says what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// Not `scheme://host[:port]` (or `null`).
+    #[error(
+        "`{0}` is not an origin; write scheme://host[:port] with no path, e.g. \"https://example.com\""
+    )]
+    NotAnOrigin(String),
+    /// A `*` anywhere but as the whole left-most label.
+    #[error("`{0}`: a wildcard must be the whole left-most label, e.g. \"https://*.example.com\"")]
+    Wildcard(String),
+}
+
 /// A parsed `Origin` header value.
 #[derive(Debug, PartialEq, Eq)]
 struct Origin {
@@ -61,7 +74,7 @@ fn split(s: &str) -> Option<(String, String, u16)> {
 
 impl OriginPattern {
     /// Parses an allowlist entry; the error says what a valid one looks like.
-    pub fn parse(s: &str) -> Result<OriginPattern, String> {
+    pub fn parse(s: &str) -> Result<OriginPattern, OriginError> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("null") {
             return Ok(OriginPattern {
@@ -72,16 +85,11 @@ impl OriginPattern {
                 null: true,
             });
         }
-        let (scheme, host, port) = split(s).ok_or_else(|| {
-            format!("`{s}` is not an origin; write scheme://host[:port] with no path, e.g. \"https://example.com\"")
-        })?;
+        let (scheme, host, port) =
+            split(s).ok_or_else(|| OriginError::NotAnOrigin(s.to_owned()))?;
         let (host, wildcard) = match host.strip_prefix("*.") {
             Some(rest) if !rest.is_empty() && !rest.contains('*') => (format!(".{rest}"), true),
-            _ if host.contains('*') => {
-                return Err(format!(
-                    "`{s}`: a wildcard must be the whole left-most label, e.g. \"https://*.example.com\""
-                ));
-            }
+            _ if host.contains('*') => return Err(OriginError::Wildcard(s.to_owned())),
             _ => (host, false),
         };
         Ok(OriginPattern {
@@ -188,6 +196,26 @@ mod tests {
         assert_eq!(
             p("http://localhost:5173").to_string(),
             "http://localhost:5173"
+        );
+    }
+
+    #[test]
+    fn errors_say_what_a_valid_entry_looks_like() {
+        assert_eq!(
+            OriginPattern::parse(" example.com ")
+                .unwrap_err()
+                .to_string(),
+            "`example.com` is not an origin; write scheme://host[:port] with no path, e.g. \"https://example.com\""
+        );
+        assert_eq!(
+            OriginPattern::parse("https://a*.x.test").unwrap_err(),
+            OriginError::Wildcard("https://a*.x.test".into())
+        );
+        assert_eq!(
+            OriginPattern::parse("https://a*.x.test")
+                .unwrap_err()
+                .to_string(),
+            "`https://a*.x.test`: a wildcard must be the whole left-most label, e.g. \"https://*.example.com\""
         );
     }
 }
