@@ -61,6 +61,20 @@ pub fn websocket_accepted(
     out
 }
 
+/// The content types of ferry's error answers (never cached: `no-store`).
+const ERROR_TEXT: &str = "text/plain; charset=utf-8";
+const ERROR_JSON: &str = "application/json";
+
+/// Whether a response has the headers of one of ferry's own error answers
+/// ([`error`]): how `ferry probe` tells ferry's 502 from a backend's.
+pub fn looks_like_error(headers: &HeaderMap) -> bool {
+    let content_type = headers.get(header::CONTENT_TYPE);
+    content_type.is_some_and(|v| v == ERROR_TEXT || v == ERROR_JSON)
+        && headers
+            .get(header::CACHE_CONTROL)
+            .is_some_and(|v| v == "no-store")
+}
+
 /// The error response: JSON when the client accepts it, plain text otherwise.
 pub fn error(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
     let status = err.status();
@@ -72,13 +86,10 @@ pub fn error(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
                 status.as_u16(),
                 message.replace('"', "'")
             ),
-            "application/json",
+            ERROR_JSON,
         )
     } else {
-        (
-            format!("{} {}\n", status.as_u16(), message),
-            "text/plain; charset=utf-8",
-        )
+        (format!("{} {}\n", status.as_u16(), message), ERROR_TEXT)
     };
     let mut res = Response::new(ProxyBody::full(body));
     *res.status_mut() = status;
@@ -123,5 +134,6 @@ mod tests {
         let res = error(&ProxyError::NoRoute, wants_json(&h));
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(res.status(), 404);
+        assert!(looks_like_error(res.headers()));
     }
 }
