@@ -29,8 +29,12 @@ pub enum CertError {
     },
     #[error("{} contains no private key (PKCS#8, PKCS#1 or SEC1 PEM; encrypted keys are not supported)", path.display())]
     NoKey { path: PathBuf },
-    #[error("{} cannot be parsed as an X.509 certificate: {reason}", path.display())]
-    Unparsable { path: PathBuf, reason: String },
+    #[error("{} cannot be parsed as an X.509 certificate: {source}", path.display())]
+    Unparsable {
+        path: PathBuf,
+        #[source]
+        source: X509ParseError,
+    },
     #[error("the key {} does not match the certificate {} (or is not a supported key type): {source}", key.display(), cert.display())]
     KeyMismatch {
         cert: PathBuf,
@@ -39,6 +43,11 @@ pub enum CertError {
         source: rustls::Error,
     },
 }
+
+/// A certificate's DER that x509-parser cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct X509ParseError(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>);
 
 /// What a certificate says about itself, for SNI and for `ferry check`.
 #[derive(Debug, Clone)]
@@ -133,9 +142,9 @@ pub fn load_pem(
             source,
         },
     })?;
-    let info = inspect(&chain).map_err(|reason| CertError::Unparsable {
+    let info = inspect(&chain).map_err(|source| CertError::Unparsable {
         path: c.cert.clone(),
-        reason,
+        source,
     })?;
     let key = CertifiedKey::from_der(chain, key, &super::provider()).map_err(|source| {
         CertError::KeyMismatch {
@@ -152,16 +161,16 @@ pub fn load_pem(
 }
 
 /// What one certificate (a server's leaf, say) says about itself.
-pub fn inspect_leaf(der: &CertificateDer<'_>) -> Result<CertInfo, String> {
+pub fn inspect_leaf(der: &CertificateDer<'_>) -> Result<CertInfo, X509ParseError> {
     inspect(std::slice::from_ref(der))
 }
 
-fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, String> {
+fn inspect(chain: &[CertificateDer<'_>]) -> Result<CertInfo, X509ParseError> {
     use x509_parser::prelude::*;
 
     let mut parsed = Vec::with_capacity(chain.len());
     for der in chain {
-        let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+        let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(X509ParseError)?;
         parsed.push(cert);
     }
     let leaf = &parsed[0];
