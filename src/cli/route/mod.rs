@@ -180,7 +180,7 @@ pub(super) fn run(
     let report = Report::new(&config, &query, certs.as_deref());
     match format {
         Format::Text => out(&report.text()),
-        Format::Json => out(&format!("{:#}\n", report.json())),
+        Format::Json => out(&format!("{}\n", report.json())),
     }
     Ok(if report.served() {
         ExitCode::SUCCESS
