@@ -21,17 +21,22 @@
 //! - [`app`]: wiring: load, bind, serve. [`cli`]: the commands (`run`,
 //!   `check`, `route`, `probe`, `reload`, `cert`); [`signal`], [`telemetry`].
 //!
-//! The module graph points one way (an arrow means "uses"):
+//! The module graph points one way. Top-level modules in layers, each using
+//! only modules in the layers below it (`tests/module_graph.rs` checks this):
 //!
 //! ```text
-//! cli → app → {admin, server, reload} → proxy → {router, upstream, tls, access_log}
-//!                                          ↘ drain, config, metrics (everyone's leaves)
-//! proxy:  http → websocket → {decision, response, context} → body
-//!         decision → {headers, error};  response → error;  context → error
+//! 1  cli
+//! 2  app
+//! 3  admin  signal
+//! 4  reload  server
+//! 5  proxy
+//! 6  upstream  tls  access_log
+//! 7  config
+//! 8  router  metrics  drain  telemetry
 //! ```
 //!
-//! `config` knows only `router`'s pattern types; nothing below `app`
-//! imports `app`, and nothing below `cli` imports `cli`.
+//! Inside [`proxy`]: `http → websocket → {decision, response, context}`,
+//! `response → body → context → error`, `decision → {headers, error}`.
 #![forbid(unsafe_code)]
 
 pub mod access_log;

@@ -98,8 +98,9 @@ impl RequestContext {
         self.upstream.map(|i| &*self.state.upstreams[i].name)
     }
 
-    /// Writes the line (target `ferry::access`): info for served requests and
-    /// client errors, warn when the upstream or ferry failed.
+    /// Counts the request in the metrics and writes its line (target
+    /// `ferry::access`): info for served requests and client errors, warn
+    /// when the upstream failed or the response was cut off.
     pub fn write(self) {
         let seconds = self.start.elapsed().as_secs_f64();
         let metrics = self
