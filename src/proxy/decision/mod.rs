@@ -99,6 +99,7 @@ pub struct Forward {
 /// under `config`. Consumes the head: a forwarded request's head is
 /// rewritten in place into the upstream's.
 pub fn decide(config: &Config, inbound: &Inbound<'_>, head: Parts) -> Decision {
+    // Until a route takes the request, the answer is 404.
     let mut decision = Decision {
         host: None,
         route: None,
