@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -43,7 +44,7 @@ pub async fn handle(
     let mut ctx = Box::new(RequestContext::new(state.clone(), conn, &head));
 
     // Phase 1: decide.
-    let decision = decide(&state.config, &ctx.conn.inbound(), head);
+    let decision = decide(&state.config, &ctx.conn.inbound(), &mut head);
     ctx.host = decision.host;
     ctx.route = decision.route;
     ctx.upstream = decision.upstream;
@@ -58,8 +59,11 @@ pub async fn handle(
         Action::Forward(forward) => match decision.websocket {
             // Boxed: the rarer WebSocket path keeps its state out of every
             // plain request's future.
-            Some(ws) => Box::pin(websocket::proxy(&state, &mut ctx, forward, ws, upgrade)).await,
-            None => proxy(&state, &mut ctx, forward, body).await,
+            Some(ws) => {
+                let ws = websocket::proxy(&state, &mut ctx, forward, head, ws, upgrade);
+                Box::pin(ws).await
+            }
+            None => proxy(&state, &mut ctx, forward, head, body).await,
         },
     };
 
@@ -77,17 +81,17 @@ pub async fn handle(
     res
 }
 
-/// Phases 2 and 3 for a plain request.
+/// Phases 2 and 3 for a plain request; `head` is the upstream's.
 async fn proxy(
     state: &State,
     ctx: &mut RequestContext,
     forward: Forward,
+    head: Parts,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Forward {
         route,
         upstream,
-        head,
         read_timeout,
         max_body_size,
     } = forward;

@@ -70,19 +70,20 @@ impl Report<'_> {
             Some(Action::Forward(f)) => Some(f),
             _ => None,
         };
+        let head = self.upstream_head.as_ref();
         json!({
             "result": result,
             "status": status,
             "location": location,
             "error": error,
             "read_timeout_ms": forward.map(|f| f.read_timeout.as_millis() as u64),
-            "upstream_request": forward.map(|f| json!({
-                "method": f.head.method.as_str(),
-                "uri": f.head.uri.to_string(),
+            "upstream_request": head.map(|head| json!({
+                "method": head.method.as_str(),
+                "uri": head.uri.to_string(),
                 "version": "HTTP/1.1",
-                "headers": headers_json(&f.head.headers),
+                "headers": headers_json(&head.headers),
             })),
-            "removed_headers": forward.map(|f| super::removed(&self.client_head.headers, &f.head.headers)),
+            "removed_headers": head.map(|head| super::removed(&self.client_head.headers, &head.headers)),
         })
     }
 }

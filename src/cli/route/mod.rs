@@ -211,6 +211,8 @@ pub struct Report<'a> {
     pub certificate: Option<Certificate>,
     /// The request head the client sends.
     pub client_head: Parts,
+    /// The head as the upstream receives it, when the request is forwarded.
+    pub upstream_head: Option<Parts>,
     /// What ferry does with it, when a listener receives it.
     pub decision: Option<Decision>,
 }
@@ -224,6 +226,7 @@ impl<'a> Report<'a> {
             .filter(|l| l.kind == ListenerKind::Tls)
             .map(|_| certificate_for(certs, &query.host()));
         let client_head = query.head();
+        let mut head = query.head();
         let decision = listener.map(|l| {
             let peer_value = ip_value(query.client);
             let inbound = Inbound {
@@ -232,14 +235,18 @@ impl<'a> Report<'a> {
                 listener: l.kind,
                 https_port: config.https_port(),
             };
-            decide(config, &inbound, query.head())
+            decide(config, &inbound, &mut head)
         });
+        let forwarded = decision
+            .as_ref()
+            .is_some_and(|d| matches!(d.action, Action::Forward(_)));
         Report {
             config,
             query,
             listener,
             certificate,
             client_head,
+            upstream_head: forwarded.then_some(head),
             decision,
         }
     }

@@ -242,7 +242,9 @@ impl Report<'_> {
                 );
             }
         }
-        let head = &forward.head;
+        let Some(head) = &self.upstream_head else {
+            return;
+        };
         let _ = writeln!(out, "upstream request (what the backend receives):");
         let _ = writeln!(out, "  {} {} HTTP/1.1", head.method, head.uri);
         for (name, value) in &head.headers {

@@ -79,16 +79,15 @@ pub enum Action {
     Forward(Forward),
 }
 
-/// A request on its way upstream.
+/// A request on its way upstream. Its head, rewritten for the upstream, is
+/// the one [`decide`] was given: for a WebSocket bridged from HTTP/2, the
+/// proxy adds its own `Sec-WebSocket-Key` just before sending.
 #[derive(Debug)]
 pub struct Forward {
     /// The route that sends it (as in [`Decision::route`]).
     pub route: usize,
     /// Where it goes (as in [`Decision::upstream`]).
     pub upstream: usize,
-    /// The request head the upstream receives. For a WebSocket bridged from
-    /// HTTP/2, the proxy adds its own `Sec-WebSocket-Key` just before sending.
-    pub head: Parts,
     /// The longest wait for upstream bytes: the route's, else the upstream's.
     pub read_timeout: Duration,
     /// The route's body limit: a body that grows past it is cut off.
@@ -96,9 +95,11 @@ pub struct Forward {
 }
 
 /// Decides what to do with the request `head` that arrived as `inbound`,
-/// under `config`. Consumes the head: a forwarded request's head is
-/// rewritten in place into the upstream's.
-pub fn decide(config: &Config, inbound: &Inbound<'_>, head: Parts) -> Decision {
+/// under `config`. When the answer is [`Action::Forward`], `head` has been
+/// rewritten in place into the upstream's request head (in place: the head
+/// is a few hundred bytes, and a request path that moves it around pays
+/// for each copy).
+pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decision {
     // Until a route takes the request, the answer is 404.
     let mut decision = Decision {
         host: None,
@@ -108,7 +109,7 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: Parts) -> Decision {
         action: Action::Refuse(ProxyError::NoRoute),
     };
     // 1. Target.
-    let host = match target(&head) {
+    let host = match target(head) {
         Ok(host) => host,
         Err(e) => {
             decision.action = Action::Refuse(e);
@@ -140,7 +141,7 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: Parts) -> Decision {
     decision.upstream = Some(upstream);
 
     // 5. Checks.
-    let handshake = websocket_handshake(&head);
+    let handshake = websocket_handshake(head);
     if let Some(handshake) = handshake {
         let origin = OriginCheck::check(&route.websocket, &head.headers);
         let refusal = origin.refusal();
@@ -166,10 +167,10 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: Parts) -> Decision {
     let read_timeout = route
         .read_timeout
         .unwrap_or(config.upstreams[upstream].read_timeout);
+    upstream_head(head, config, route, inbound, &host, handshake);
     decision.action = Action::Forward(Forward {
         route: index,
         upstream,
-        head: upstream_head(head, config, route, inbound, &host, handshake),
         read_timeout,
         max_body_size: route.max_body_size,
     });
@@ -228,13 +229,13 @@ fn redirect(to: &str, status: StatusCode, scheme: &str, host: &Authority, uri: &
 /// `request_headers` come after ferry's, and a WebSocket's `Connection` and
 /// `Upgrade` come last, so no edit can turn the handshake into a plain request.
 fn upstream_head(
-    mut head: Parts,
+    head: &mut Parts,
     config: &Config,
     route: &RouteConfig,
     inbound: &Inbound<'_>,
     host: &Authority,
     websocket: Option<Handshake>,
-) -> Parts {
+) {
     let from_http2 = head.version == Version::HTTP_2;
     let h = &mut head.headers;
     headers::strip_hop_by_hop(h);
@@ -272,7 +273,6 @@ fn upstream_head(
     head.uri = origin_form(head.uri.path_and_query());
     head.version = Version::HTTP_11;
     head.extensions = http::Extensions::new();
-    head
 }
 
 /// The request target for an HTTP/1.1 upstream: origin-form `/path?query`.

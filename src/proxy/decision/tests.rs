@@ -47,7 +47,8 @@ fn head(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
     req.body(()).unwrap().into_parts().0
 }
 
-fn decide_from(peer: &str, listener: ListenerKind, head: Parts) -> Decision {
+/// The decision, and the head as the upstream would get it (when forwarded).
+fn decide_from(peer: &str, listener: ListenerKind, mut head: Parts) -> (Decision, Parts) {
     let peer: IpAddr = peer.parse().unwrap();
     let inbound = Inbound {
         peer,
@@ -55,12 +56,14 @@ fn decide_from(peer: &str, listener: ListenerKind, head: Parts) -> Decision {
         listener,
         https_port: Some(8443),
     };
-    decide(&config(), &inbound, head)
+    let decision = decide(&config(), &inbound, &mut head);
+    (decision, head)
 }
 
-fn forwarded(d: &Decision) -> &Parts {
+/// The upstream's head, checking that the request was forwarded.
+fn forwarded<'h>(d: &Decision, up: &'h Parts) -> &'h Parts {
     match &d.action {
-        Action::Forward(f) => &f.head,
+        Action::Forward(_) => up,
         other => panic!("not forwarded: {other:?}"),
     }
 }
@@ -78,7 +81,7 @@ fn a_plain_request_is_rewritten_for_the_upstream() {
             ("content-length", "5"),
         ],
     );
-    let d = decide_from("203.0.113.9", ListenerKind::Tls, h);
+    let (d, up) = decide_from("203.0.113.9", ListenerKind::Tls, h);
     assert_eq!(
         (d.route, d.upstream, d.websocket.is_none()),
         (Some(2), Some(0), true)
@@ -87,9 +90,9 @@ fn a_plain_request_is_rewritten_for_the_upstream() {
         panic!("{d:?}")
     };
     assert_eq!(f.read_timeout, Duration::from_secs(120));
-    assert_eq!(f.head.uri, "/api/x?q=1");
-    assert_eq!(f.head.version, Version::HTTP_11);
-    let h = &f.head.headers;
+    assert_eq!(up.uri, "/api/x?q=1");
+    assert_eq!(up.version, Version::HTTP_11);
+    let h = &up.headers;
     assert_eq!(h["host"], "App.test");
     assert_eq!(h["x-forwarded-for"], "203.0.113.9");
     assert_eq!(h["x-forwarded-proto"], "https");
@@ -100,14 +103,14 @@ fn a_plain_request_is_rewritten_for_the_upstream() {
 
 #[test]
 fn refusals_and_redirects_are_answered_without_an_upstream() {
-    let d = decide_from("10.0.0.1", ListenerKind::Tls, head("GET", "/", &[]));
+    let (d, _) = decide_from("10.0.0.1", ListenerKind::Tls, head("GET", "/", &[]));
     assert!(matches!(
         d.action,
         Action::Refuse(ProxyError::BadRequest(_))
     ));
     assert_eq!(d.host, None);
 
-    let d = decide_from(
+    let (d, _) = decide_from(
         "10.0.0.1",
         ListenerKind::Tls,
         head("GET", "/nowhere", &[("host", "x.test")]),
@@ -119,14 +122,14 @@ fn refusals_and_redirects_are_answered_without_an_upstream() {
         "/api",
         &[("host", "app.test"), ("content-length", "11")],
     );
-    let d = decide_from("10.0.0.1", ListenerKind::Tls, big);
+    let (d, _) = decide_from("10.0.0.1", ListenerKind::Tls, big);
     assert!(matches!(
         d.action,
         Action::Refuse(ProxyError::PayloadTooLarge { limit: 10 })
     ));
     assert_eq!(d.route, Some(2));
 
-    let d = decide_from(
+    let (d, _) = decide_from(
         "10.0.0.1",
         ListenerKind::Tls,
         head("GET", "/old/a?b=1", &[("host", "x.test")]),
@@ -139,7 +142,7 @@ fn refusals_and_redirects_are_answered_without_an_upstream() {
         (301, "https://new.test/old/a?b=1")
     );
 
-    let d = decide_from(
+    let (d, _) = decide_from(
         "10.0.0.1",
         ListenerKind::RedirectHttps,
         head("GET", "/p?q", &[("host", "x.test:80")]),
@@ -169,11 +172,11 @@ fn websocket_handshakes_are_checked_and_stay_upgrades() {
             ],
         )
     };
-    let d = decide_from("10.0.0.1", ListenerKind::Plain, ws("https://app.test"));
+    let (d, up) = decide_from("10.0.0.1", ListenerKind::Plain, ws("https://app.test"));
     let w = d.websocket.clone().unwrap();
     assert_eq!(w.handshake, Handshake::Http1);
     assert_eq!(w.origin, OriginCheck::Allowed("https://app.test".into()));
-    let h = &forwarded(&d).headers;
+    let h = &forwarded(&d, &up).headers;
     assert_eq!(
         (
             h["connection"].to_str().unwrap(),
@@ -184,7 +187,7 @@ fn websocket_handshakes_are_checked_and_stay_upgrades() {
     assert!(!h.contains_key("content-length"));
     assert_eq!(h["x-forwarded-proto"], "http");
 
-    let d = decide_from("10.0.0.1", ListenerKind::Plain, ws("https://evil.test"));
+    let (d, _) = decide_from("10.0.0.1", ListenerKind::Plain, ws("https://evil.test"));
     assert!(matches!(
         d.action,
         Action::Refuse(ProxyError::OriginNotAllowed { .. })
@@ -204,9 +207,9 @@ fn websocket_handshakes_are_checked_and_stay_upgrades() {
             ("upgrade", "h2c"),
         ],
     );
-    let d = decide_from("10.0.0.1", ListenerKind::Plain, h2c);
+    let (d, up) = decide_from("10.0.0.1", ListenerKind::Plain, h2c);
     assert!(d.websocket.is_none());
-    assert!(!forwarded(&d).headers.contains_key("upgrade"));
+    assert!(!forwarded(&d, &up).headers.contains_key("upgrade"));
 }
 
 #[test]
@@ -247,8 +250,8 @@ fn trusted_peers_keep_their_forwarded_chain() {
         "/api",
         &[("host", "app.test"), ("x-forwarded-for", "198.51.100.7")],
     );
-    let d = decide_from("10.1.1.1", ListenerKind::Tls, h);
-    let h = &forwarded(&d).headers;
+    let (d, up) = decide_from("10.1.1.1", ListenerKind::Tls, h);
+    let h = &forwarded(&d, &up).headers;
     assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.1.1.1");
     assert_eq!(h["x-real-ip"], "198.51.100.7");
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::header::HeaderValue;
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -51,13 +52,15 @@ pub(super) fn log_refusal(ctx: &RequestContext, ws: &WebSocket, e: &ProxyError) 
         "WebSocket handshake refused: {e}");
 }
 
-/// Sends the upgrade request `forward` and, once the upstream accepts,
-/// starts the relay before the client's 101 (or 200) is returned.
-/// `client_upgrade` is hyper's handle on the client's side of the tunnel.
+/// Sends the upgrade request (`head`, as the decision rewrote it) and, once
+/// the upstream accepts, starts the relay before the client's 101 (or 200)
+/// is returned. `client_upgrade` is hyper's handle on the client's side of
+/// the tunnel.
 pub async fn proxy(
     state: &State,
     ctx: &mut RequestContext,
     forward: Forward,
+    mut head: Parts,
     ws: WebSocket,
     client_upgrade: Option<OnUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -65,7 +68,6 @@ pub async fn proxy(
         &state.config.routes[forward.route],
         &state.upstreams[forward.upstream],
     );
-    let mut head = forward.head;
     let key = (ws.handshake == Handshake::Http2).then(new_key);
     if let Some(key) = &key {
         let key = HeaderValue::from_str(key).expect("base64 is a valid header value");
