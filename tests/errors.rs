@@ -137,3 +137,50 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_util::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A client that hangs up in the middle of its upload failed, not the
+/// upstream: the request is logged as a 400 "request body ended early"
+/// (info, the client's side), never as a 502 blamed on the backend.
+#[tokio::test]
+async fn a_client_gone_mid_upload_is_its_own_failure_not_the_upstreams() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start(|req: http::Request<hyper::body::Incoming>| async move {
+        // Waits for the whole body, which never comes.
+        let _ = req.into_body().collect().await;
+        Response::new(body("ok"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let toml = ProxyToml::simple(backend.addr)
+        .server(&format!(
+            "access_log = {{ format = \"json\", path = \"{}\" }}",
+            log.display()
+        ))
+        .build();
+    let proxy = TestProxy::start(&toml).await;
+    let mut tcp = within(tokio::net::TcpStream::connect(proxy.plain_addr.unwrap()))
+        .await
+        .unwrap();
+    let head = "POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&[b'x'; 1000]).await.unwrap();
+    drop(tcp);
+
+    let line: serde_json::Value = within(async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("\"/upload\"")) {
+                return serde_json::from_str(line).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(line["status"], 400, "{line}");
+    assert_eq!(
+        line["error"], "bad request: request body ended early",
+        "{line}"
+    );
+    assert_eq!(line["route"], "all");
+}

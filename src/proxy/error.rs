@@ -294,4 +294,39 @@ mod tests {
             "cannot connect to upstream `backend` at b:8000: cannot connect to b:8000: connection refused"
         );
     }
+
+    /// An exchange that failed because of the request body is the client's
+    /// failure, whatever the connection to the upstream then reported.
+    #[tokio::test]
+    async fn body_failures_are_the_clients() {
+        let up: Arc<str> = "backend".into();
+        let exchange_error = || async {
+            // A real hyper error: a handshake with a peer that hangs up at once.
+            let (io, _) = tokio::io::duplex(64);
+            let io = hyper_util::rt::TokioIo::new(io);
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::new(http_body_util::Empty::new());
+            sender.send_request(req).await.unwrap_err()
+        };
+        for (failure, status) in [(BodyFailure::TooLarge, 413), (BodyFailure::ClientGone, 400)] {
+            let body = Progress::default();
+            body.fail(failure);
+            let failed = Failed {
+                error: SendError::Exchange {
+                    source: exchange_error().await,
+                },
+                server: server(),
+            };
+            let e = ProxyError::from_send(&up, failed, &body, Some(10));
+            assert_eq!(
+                (e.status().as_u16(), e.side()),
+                (status, Side::Client),
+                "{e}"
+            );
+        }
+    }
 }

@@ -33,14 +33,9 @@ pub struct BodyTooLarge(pub u64);
 pub enum BodyFailure {
     /// It grew past the route's `max_body_size` and was cut off.
     TooLarge,
-    /// The client stopped sending it (hung up, or reset the stream).
+    /// Reading it from the client failed: it hung up, reset the stream, or
+    /// sent a broken body.
     ClientGone,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// When the request body last moved, how much of it did, and whether it failed.
@@ -74,7 +69,8 @@ impl Progress {
         }
     }
 
-    fn fail(&self, why: BodyFailure) {
+    /// Records why the body stopped.
+    pub(crate) fn fail(&self, why: BodyFailure) {
         let code = match why {
             BodyFailure::TooLarge => 1,
             BodyFailure::ClientGone => 2,
@@ -95,6 +91,12 @@ impl Progress {
 
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -137,9 +139,10 @@ impl Body for RequestBody {
         let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
             None => return Poll::Ready(None),
             Some(Err(e)) => {
-                if e.is_incomplete_message() || e.is_canceled() {
-                    this.progress.fail(BodyFailure::ClientGone);
-                }
+                // Reading the client's own body failed (it hung up, reset the
+                // stream, or sent a broken chunk): whatever the upstream then
+                // says, the failure is the client's.
+                this.progress.fail(BodyFailure::ClientGone);
                 return Poll::Ready(Some(Err(e.into())));
             }
             Some(Ok(frame)) => frame,
