@@ -279,8 +279,11 @@ async fn handshake(
     shared: &Shared,
     watch: &mut Watch,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let (metrics, listen) = (shared.live.load().metrics.clone(), &listener.label);
-    let handshake_timeout = shared.live.load().config.server.handshake_timeout;
+    let (metrics, handshake_timeout) = {
+        let state = shared.live.load();
+        (state.metrics.clone(), state.config.server.handshake_timeout)
+    };
+    let listen = &listener.label;
     let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
     let tls = tokio::select! {
         result = handshake => result,
