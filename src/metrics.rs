@@ -81,6 +81,7 @@ pub struct Metrics {
     connections: Family<Connection, Gauge>,
     tls_handshakes: Family<ListenerLabel, Counter>,
     tls_failures: Family<HandshakeFailure, Counter>,
+    proxy_protocol_rejected: Family<HandshakeFailure, Counter>,
     ws_active: Family<RouteLabel, Gauge>,
     ws_sessions: Family<SessionEnd, Counter>,
     reloads: Family<ResultLabel, Counter>,
@@ -138,6 +139,10 @@ const TLS_FAILURES: (&str, &str) = (
     "tls_handshake_failures",
     "Failed TLS handshakes, by listener and reason",
 );
+const PROXY_PROTOCOL_REJECTED: (&str, &str) = (
+    "proxy_protocol_rejected",
+    "Connections closed before their first request over the PROXY protocol header, by listener and reason",
+);
 const WS_ACTIVE: (&str, &str) = (
     "websocket_sessions_active",
     "Open WebSocket sessions, by route",
@@ -171,6 +176,7 @@ impl Metrics {
             connections: add(&mut r, CONNECTIONS, Family::default()),
             tls_handshakes: add(&mut r, TLS_HANDSHAKES, Family::default()),
             tls_failures: add(&mut r, TLS_FAILURES, Family::default()),
+            proxy_protocol_rejected: add(&mut r, PROXY_PROTOCOL_REJECTED, Family::default()),
             ws_active: add(&mut r, WS_ACTIVE, Family::default()),
             ws_sessions: add(&mut r, WS_SESSIONS, Family::default()),
             reloads: add(&mut r, RELOADS, Family::default()),
@@ -246,6 +252,18 @@ impl Metrics {
 
     pub fn tls_failure(&self, listener: &str, reason: &'static str) {
         self.tls_failures
+            .get_or_create(&HandshakeFailure {
+                listener: listener.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// A connection to a `proxy_protocol` listener closed over its header:
+    /// `untrusted` (peer not in `trusted_proxies`), `timeout`, `closed`,
+    /// `io`, `not_proxy`, `too_large`, `malformed`.
+    pub fn proxy_protocol_rejected(&self, listener: &str, reason: &'static str) {
+        self.proxy_protocol_rejected
             .get_or_create(&HandshakeFailure {
                 listener: listener.to_owned(),
                 reason,

@@ -58,7 +58,8 @@ pub enum Command {
         /// A request header, 'Name: value' (repeatable), e.g. -H 'Origin: https://app.example.com'.
         #[arg(long = "header", short = 'H', value_name = "HEADER")]
         headers: Vec<String>,
-        /// The client's address, as ferry would see the TCP peer (decides
+        /// The client's address, as ferry would see the TCP peer, or on a
+        /// `proxy_protocol` listener the PROXY header's source (decides
         /// `X-Forwarded-For` and whether `server.trusted_proxies` applies).
         #[arg(long, value_name = "IP", default_value = "192.0.2.1")]
         client: String,

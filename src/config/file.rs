@@ -70,6 +70,8 @@ pub struct FileListen {
     pub http2: Option<Spanned<bool>>,
     #[serde(default)]
     pub websocket_over_http2: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +95,7 @@ pub struct FileUpstream {
     pub fail_timeout: Option<Spanned<String>>,
     pub resolve_every: Option<Spanned<String>>,
     pub health: Option<Spanned<FileHealth>>,
+    pub send_proxy_protocol: Option<Spanned<String>>,
 }
 
 /// `health = { path, interval, timeout, healthy, unhealthy }`: active health checks.

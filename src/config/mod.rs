@@ -115,6 +115,9 @@ pub struct ListenerConfig {
     pub http2: bool,
     /// Accept WebSockets over HTTP/2 (RFC 8441 extended CONNECT).
     pub websocket_over_http2: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from
+    /// one of `server.trusted_proxies`, naming the real client.
+    pub proxy_protocol: bool,
 }
 
 /// What a listener does with its connections.
@@ -162,6 +165,18 @@ pub struct UpstreamConfig {
     pub resolve_every: Duration,
     /// Active health checks, when configured.
     pub health: Option<HealthConfig>,
+    /// Start every upstream connection with a PROXY protocol header naming
+    /// the client (for an upstream that is itself a proxy).
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// `send_proxy_protocol = "v1" | "v2"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyProtocolVersion {
+    /// The text form (`PROXY TCP4 ...`), for peers that only read that.
+    V1,
+    /// The binary form (HAProxy's `send-proxy-v2`).
+    V2,
 }
 
 /// `health = { ... }` on an upstream: a GET to `path` on every server each `interval`.

@@ -86,7 +86,7 @@ async fn proxy(
     state: &State,
     ctx: &mut RequestContext,
     forward: Forward,
-    head: Parts,
+    mut head: Parts,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Forward {
@@ -96,6 +96,7 @@ async fn proxy(
         max_body_size,
     } = forward;
     let (route, upstream) = (&state.config.routes[route], &state.upstreams[upstream]);
+    ctx.conn.attach_source(upstream, &mut head);
     let body = RequestBody::new(body, max_body_size);
     let progress = body.progress();
     ctx.request_body = Some(progress.clone());

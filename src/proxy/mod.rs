@@ -33,7 +33,7 @@ use crate::access_log::AccessLog;
 use crate::config::{Config, ListenerKind};
 use crate::drain::{Streams, Watch};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::upstream::Upstream;
+use crate::upstream::{ProxySource, Upstream};
 use decision::Inbound;
 
 /// Everything a request needs, built once from a [`Config`]. A request keeps
@@ -108,10 +108,17 @@ impl State {
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// The TCP peer.
+    /// The client: the TCP peer, or on a `proxy_protocol` listener the source
+    /// its (trusted) PROXY header named. Everything that asks "who is the
+    /// client" reads this: `X-Forwarded-For`, `X-Real-IP`, whether to believe
+    /// the request's own `X-Forwarded-*` (only if this address is itself in
+    /// `trusted_proxies`), the access log.
     pub client: SocketAddr,
     /// Its address as `X-Forwarded-For` carries it, formatted once per connection.
     pub client_ip: HeaderValue,
+    /// The address the client connected to: the listener's, or the PROXY
+    /// header's destination. Sent on with `send_proxy_protocol`.
+    pub local: SocketAddr,
     /// What the listener does (decides `X-Forwarded-Proto`, or the redirect to https).
     pub listener: ListenerKind,
     /// Where a `redirect_https` listener sends clients (the first TLS listener's port).
@@ -126,6 +133,17 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// For an upstream with `send_proxy_protocol`, says in the request's
+    /// extensions which client the upstream connection must be for.
+    pub fn attach_source(&self, upstream: &Upstream, head: &mut ::http::request::Parts) {
+        if upstream.send_proxy_protocol.is_some() {
+            head.extensions.insert(ProxySource {
+                client: self.client,
+                local: self.local,
+            });
+        }
+    }
+
     /// What the request [`decision`] needs to know about the connection.
     pub fn inbound(&self) -> Inbound<'_> {
         Inbound {

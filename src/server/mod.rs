@@ -1,8 +1,10 @@
-//! Listeners and connections: accept loops, TLS handshakes, HTTP/1.1 or
-//! HTTP/2 by ALPN (HTTP/2 writes batched by [`batch`]), and the drain on
-//! shutdown (the [`drain`](crate::drain) they wait on lives below both server and proxy).
+//! Listeners and connections: accept loops, the PROXY protocol header
+//! ([`proxy_protocol`]), TLS handshakes, HTTP/1.1 or HTTP/2 by ALPN (HTTP/2
+//! writes batched by [`batch`]), and the drain on shutdown (the
+//! [`drain`](crate::drain) they wait on lives below both server and proxy).
 
 mod batch;
+pub mod proxy_protocol;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use self::batch::BatchedWrites;
+use self::proxy_protocol::LogLimiter;
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::drain::{Drain, Streams, Watch};
 use crate::metrics::GaugeGuard;
@@ -152,6 +155,7 @@ async fn accept_loop(
         config: bound.config.clone(),
         label: addr.to_string(),
         acceptor,
+        rejections: LogLimiter::new(REJECTION_LOG_PERIOD),
     });
     tracing::info!(listen.addr = %addr, kind = ?kind, "listening");
     loop {
@@ -174,9 +178,13 @@ async fn accept_loop(
                     permit,
                     watch.clone(),
                 );
-                tokio::spawn(conn.instrument(
-                    tracing::debug_span!("conn", client.addr = %peer, listen.addr = %addr),
-                ));
+                tokio::spawn(conn.instrument(tracing::debug_span!(
+                    "conn",
+                    client.addr = %peer,
+                    listen.addr = %addr,
+                    // The balancer, once a PROXY header named someone else as the client.
+                    proxy.addr = tracing::field::Empty,
+                )));
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 // EMFILE and friends: the next accept would fail too; back off.
@@ -200,12 +208,18 @@ struct Listener {
     /// The bound address, for metrics labels (a configured port 0 becomes the real one).
     label: String,
     acceptor: Option<TlsAcceptor>,
+    /// Connections refused over their PROXY header: one info line per period.
+    rejections: LogLimiter,
 }
+
+/// How often a refused PROXY protocol connection is logged at info (the
+/// others at debug; all are counted in the metrics).
+const REJECTION_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// Serves one accepted connection: the TLS handshake if the listener has
 /// one, then HTTP/1.1 or HTTP/2 until it closes or the drain says stop.
 async fn serve_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
     shared: Arc<Shared>,
@@ -216,10 +230,20 @@ async fn serve_connection(
     let metrics = shared.live.load().metrics.clone();
     let listen = &listener.label;
     let https_port = shared.https_port;
+    let local = stream.local_addr().unwrap_or(listener.config.addr);
+    let (client, local) = if listener.config.proxy_protocol {
+        match proxy_header(&mut stream, peer, local, &listener, &shared, &mut watch).await {
+            Some(addrs) => addrs,
+            None => return,
+        }
+    } else {
+        (peer, local)
+    };
     let conn = |kind, tls_version, streams, drain| {
         Arc::new(ConnInfo {
-            client: peer,
-            client_ip: crate::proxy::headers::ip_value(peer.ip()),
+            client,
+            client_ip: crate::proxy::headers::ip_value(client.ip()),
+            local,
             listener: kind,
             https_port,
             drain,
@@ -266,6 +290,69 @@ async fn serve_connection(
             };
             let _open = GaugeGuard::new(metrics.connection(listen, protocol));
             serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
+        }
+    }
+}
+
+/// Reads the PROXY protocol header of a `proxy_protocol` listener's
+/// connection, before anything else (the TLS handshake included), within
+/// `server.handshake_timeout`. Returns the client and destination it names,
+/// or the real peer and local address for a header that names none (v1
+/// `UNKNOWN`, v2 `LOCAL` health checks from the balancer, AF_UNIX, UNSPEC).
+/// `None`: the connection is to be closed — the peer is not in
+/// `server.trusted_proxies` (nothing is read from it), or the header is
+/// missing, malformed, too large or late — counted in
+/// `ferry_proxy_protocol_rejected_total`.
+async fn proxy_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: &Listener,
+    shared: &Shared,
+    watch: &mut Watch,
+) -> Option<(SocketAddr, SocketAddr)> {
+    let (metrics, trusted, timeout) = {
+        let state = shared.live.load();
+        let server = &state.config.server;
+        (
+            state.metrics.clone(),
+            crate::proxy::headers::is_trusted(&server.trusted_proxies, peer.ip()),
+            server.handshake_timeout,
+        )
+    };
+    let result = if trusted {
+        tokio::select! {
+            result = proxy_protocol::read(stream, timeout) => result.map_err(Some),
+            () = watch.signaled() => return None,
+        }
+    } else {
+        Err(None)
+    };
+    match result {
+        Ok(header) => {
+            let addrs = header.addresses.unwrap_or((peer, local));
+            if addrs.0 != peer {
+                let span = tracing::Span::current();
+                span.record("client.addr", tracing::field::display(addrs.0));
+                span.record("proxy.addr", tracing::field::display(peer));
+            }
+            tracing::trace!(version = header.version, local = header.local, "PROXY protocol header");
+            Some(addrs)
+        }
+        Err(e) => {
+            let reason = e.as_ref().map_or("untrusted", |e| e.reason());
+            metrics.proxy_protocol_rejected(&listener.label, reason);
+            let why = e.map_or_else(
+                || "the peer is not in server.trusted_proxies".to_owned(),
+                |e| e.to_string(),
+            );
+            if listener.rejections.allow() {
+                tracing::info!(peer.addr = %peer, reason, error = %why,
+                    "closing a connection to a proxy_protocol listener (more in the next {REJECTION_LOG_PERIOD:?} are logged at debug; all are counted in ferry_proxy_protocol_rejected_total)");
+            } else {
+                tracing::debug!(peer.addr = %peer, reason, error = %why, "closing a connection to a proxy_protocol listener");
+            }
+            None
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod body;
 pub mod dns;
 pub mod pool;
+pub mod proxy_protocol;
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -19,10 +20,11 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::config::{Balance, HealthConfig, UpstreamConfig};
+use crate::config::{Balance, HealthConfig, ProxyProtocolVersion, UpstreamConfig};
 use crate::metrics::{Metrics, UpstreamMetrics};
 pub use body::RequestBody;
 pub use pool::{Pool, SendError};
+pub use proxy_protocol::ProxySource;
 
 /// One server of an upstream, with what balancing and health need.
 #[derive(Debug)]
@@ -99,6 +101,8 @@ pub struct Upstream {
     pub metrics: UpstreamMetrics,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// `send_proxy_protocol`: requests must carry a [`ProxySource`] extension.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 impl Upstream {
@@ -144,9 +148,11 @@ impl Upstream {
                 config.pool_idle_timeout,
                 config.pool_max_idle,
                 config.resolve_every,
+                config.send_proxy_protocol,
             ),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
+            send_proxy_protocol: config.send_proxy_protocol,
         }
     }
 
@@ -160,13 +166,14 @@ impl Upstream {
             return;
         };
         let upstream = Arc::downgrade(self);
+        let send_proxy = self.send_proxy_protocol;
         runtime.spawn(async move {
             let mut every = tokio::time::interval(health.interval);
             loop {
                 every.tick().await;
                 let Some(up) = upstream.upgrade() else { return };
                 for server in &up.servers {
-                    let passed = health_check(&server.authority, &health).await;
+                    let passed = health_check(&server.authority, &health, send_proxy).await;
                     up.record_check(server, passed, &health);
                 }
             }
@@ -306,11 +313,25 @@ impl Upstream {
     }
 }
 
-/// One health check: `GET path` on a fresh connection; passes on any status below 500.
-async fn health_check(server: &Authority, health: &HealthConfig) -> bool {
+/// One health check: `GET path` on a fresh connection; passes on any status
+/// below 500. With `send_proxy_protocol` the connection starts with a header
+/// naming no client (v2 `LOCAL`, v1 `UNKNOWN`), as HAProxy's
+/// `check-send-proxy` does: a PROXY-reading server would refuse it otherwise.
+async fn health_check(
+    server: &Authority,
+    health: &HealthConfig,
+    send_proxy: Option<ProxyProtocolVersion>,
+) -> bool {
     use http_body_util::Empty;
+    use tokio::io::AsyncWriteExt;
     let check = async {
-        let stream = tokio::net::TcpStream::connect(server.as_str()).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(server.as_str()).await.ok()?;
+        if let Some(version) = send_proxy {
+            stream
+                .write_all(&proxy_protocol::header(version, None))
+                .await
+                .ok()?;
+        }
         let io = hyper_util::rt::TokioIo::new(stream);
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(io)
@@ -362,6 +383,7 @@ mod tests {
             fail_timeout: Duration::from_secs(60),
             resolve_every: Duration::from_secs(5),
             health: None,
+            send_proxy_protocol: None,
         };
         Arc::new(Upstream::new(&config, &Metrics::new()))
     }

@@ -15,10 +15,13 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::body::{Progress, RequestBody};
 use super::dns::Resolved;
+use super::proxy_protocol::{self, ProxySource};
+use crate::config::ProxyProtocolVersion;
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,8 @@ struct Idle {
     sender: SendRequest<RequestBody>,
     addr: SocketAddr,
     since: Instant,
+    /// The client its PROXY protocol header named: it serves only that one.
+    source: Option<ProxySource>,
 }
 
 /// One server's idle connections and addresses.
@@ -92,6 +97,8 @@ pub struct Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
+    /// `send_proxy_protocol`: the header new connections start with.
+    send_proxy: Option<ProxyProtocolVersion>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -111,6 +118,7 @@ impl Pool {
         idle_timeout: Duration,
         max_idle: usize,
         resolve_every: Duration,
+        send_proxy: Option<ProxyProtocolVersion>,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             slots: servers
@@ -124,6 +132,7 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             max_idle,
+            send_proxy,
         })
     }
 
@@ -144,12 +153,13 @@ impl Pool {
         (SendError, Option<Request<RequestBody>>),
     > {
         let progress = req.body().progress();
+        let source = self.source(&req);
         let mut req = req;
         // Refresh the name's addresses when the cached answer is old, so that
         // pooled connections to an address it no longer has are retired below.
         // A failed lookup keeps the pooled connections in use.
         let _ = self.slots[server].dns.addrs().await;
-        if let Some(idle) = self.checkout(server) {
+        if let Some(idle) = self.checkout(server, source) {
             let Idle {
                 mut sender, addr, ..
             } = idle;
@@ -157,7 +167,7 @@ impl Pool {
             let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
             match head.map_err(|e| (e, None))? {
                 Ok(res) => {
-                    self.checkin_when_ready(server, sender, addr);
+                    self.checkin_when_ready(server, sender, addr, source);
                     return Ok((res, addr));
                 }
                 Err(mut e) => match e.take_message() {
@@ -177,7 +187,7 @@ impl Pool {
                 },
             }
         }
-        let (mut sender, addr) = match self.connect(server).await {
+        let (mut sender, addr) = match self.connect(server, source).await {
             Ok(conn) => conn,
             Err(e) => return Err((e, Some(req))),
         };
@@ -185,7 +195,7 @@ impl Pool {
         let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
         match head.map_err(|e| (e, None))? {
             Ok(res) => {
-                self.checkin_when_ready(server, sender, addr);
+                self.checkin_when_ready(server, sender, addr, source);
                 Ok((res, addr))
             }
             Err(mut e) => {
@@ -200,11 +210,21 @@ impl Pool {
         }
     }
 
-    /// The most recently used live connection (least likely to be closing).
-    fn checkout(&self, server: usize) -> Option<Idle> {
+    /// The client a request's connection must be for: with
+    /// `send_proxy_protocol`, the [`ProxySource`] the proxy attached (no
+    /// source: ferry's own connection, sent as UNKNOWN/LOCAL); otherwise any.
+    fn source<B>(&self, req: &Request<B>) -> Option<ProxySource> {
+        self.send_proxy
+            .and_then(|_| req.extensions().get::<ProxySource>().copied())
+    }
+
+    /// The most recently used live connection for `source` (least likely to be closing).
+    fn checkout(&self, server: usize, source: Option<ProxySource>) -> Option<Idle> {
         let slot = &self.slots[server];
         let mut list = slot.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(conn) = list.pop() {
+        // Without `send_proxy_protocol` every source is `None`: this is a pop.
+        while let Some(i) = list.iter().rposition(|c| c.source == source) {
+            let conn = list.remove(i);
             // Retire connections to addresses the name no longer resolves to
             // (a restarted container's old IP).
             if conn.since.elapsed() < self.idle_timeout
@@ -222,18 +242,25 @@ impl Pool {
         server: usize,
         mut sender: SendRequest<RequestBody>,
         addr: SocketAddr,
+        source: Option<ProxySource>,
     ) {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             // Resolves when the response body has been read to the end; errors
             // if the connection closed or was upgraded.
             if sender.ready().await.is_ok() {
-                pool.checkin(server, sender, addr);
+                pool.checkin(server, sender, addr, source);
             }
         });
     }
 
-    fn checkin(&self, server: usize, sender: SendRequest<RequestBody>, addr: SocketAddr) {
+    fn checkin(
+        &self,
+        server: usize,
+        sender: SendRequest<RequestBody>,
+        addr: SocketAddr,
+        source: Option<ProxySource>,
+    ) {
         let mut list = self.slots[server]
             .idle
             .lock()
@@ -250,15 +277,18 @@ impl Pool {
                 sender,
                 addr,
                 since: now,
+                source,
             });
         }
     }
 
     /// Resolves `server` now (so a restarted container's new address is used)
-    /// and connects to the first address that answers, within `connect_timeout`.
+    /// and connects to the first address that answers, within `connect_timeout`;
+    /// with `send_proxy_protocol`, the header naming `source` goes first.
     async fn connect(
         &self,
         server: usize,
+        source: Option<ProxySource>,
     ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
         let names = &self.slots[server].dns;
         let server = names.server();
@@ -289,8 +319,19 @@ impl Pool {
             server: server.clone(),
             timeout,
         })?;
-        let (stream, addr) = stream?;
+        let (mut stream, addr) = stream?;
         let _ = stream.set_nodelay(true);
+        if let Some(version) = self.send_proxy {
+            // One small write into an empty socket buffer: it does not block.
+            let header = proxy_protocol::header(version, source.as_ref());
+            stream
+                .write_all(&header)
+                .await
+                .map_err(|source| SendError::Connect {
+                    server: server.clone(),
+                    source,
+                })?;
+        }
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

@@ -41,12 +41,17 @@ pub enum Client {
 
 impl Client {
     pub async fn tls(addr: SocketAddr, ca: &TestCa, proto: Proto, sni: &str) -> Client {
+        let tcp = within(TcpStream::connect(addr)).await.unwrap();
+        Self::tls_over(tcp, ca, proto, sni).await
+    }
+
+    /// TLS over a connection the test opened (and perhaps wrote a PROXY protocol header on).
+    pub async fn tls_over(tcp: TcpStream, ca: &TestCa, proto: Proto, sni: &str) -> Client {
         let alpn: &[&[u8]] = match proto {
             Proto::H1 => &[b"http/1.1"],
             Proto::H2 => &[b"h2"],
         };
         let connector = tokio_rustls::TlsConnector::from(ca.client_config(alpn));
-        let tcp = within(TcpStream::connect(addr)).await.unwrap();
         let name = ServerName::try_from(sni.to_owned()).unwrap();
         let tls = within(connector.connect(name, tcp))
             .await
@@ -58,6 +63,11 @@ impl Client {
 
     pub async fn plain(addr: SocketAddr) -> Client {
         let tcp = within(TcpStream::connect(addr)).await.unwrap();
+        Self::plain_over(tcp).await
+    }
+
+    /// HTTP/1.1 over a connection the test opened (and perhaps wrote a PROXY protocol header on).
+    pub async fn plain_over(tcp: TcpStream) -> Client {
         Self::handshake(TokioIo::new(tcp), Proto::H1).await
     }
 

@@ -58,7 +58,8 @@ pub struct Query {
     pub method: Method,
     /// The headers given with `-H`.
     pub headers: HeaderMap,
-    /// The TCP peer ferry would see.
+    /// The TCP peer ferry would see (on a `proxy_protocol` listener: the
+    /// PROXY header's source, which takes the peer's place).
     pub client: IpAddr,
 }
 

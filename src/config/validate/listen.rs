@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::values::parse_listen_addr;
 use crate::config::error::Problems;
 use crate::config::file::{FileAdmin, FileListen};
-use crate::config::{AdminConfig, ListenerConfig, ListenerKind};
+use crate::config::{AdminConfig, ListenerConfig, ListenerKind, ServerConfig};
 
 /// Every `[[listen]]` with a valid address, in file order.
 pub(super) fn build(file: &[Spanned<FileListen>], p: &mut Problems<'_>) -> Vec<ListenerConfig> {
@@ -76,12 +76,38 @@ fn build_listener(
     let websocket_over_http2 = kind == ListenerKind::Tls
         && http2
         && l.websocket_over_http2.as_ref().is_none_or(|w| *w.get_ref());
+    let proxy_protocol = l.proxy_protocol.as_ref().is_some_and(|b| *b.get_ref());
     Some(ListenerConfig {
         addr,
         kind,
         http2,
         websocket_over_http2,
+        proxy_protocol,
     })
+}
+
+/// `proxy_protocol = true` believes only `server.trusted_proxies`: with none,
+/// the listener would close every connection. An error rather than a
+/// warning, because such a listener cannot serve anyone, and because
+/// "trust every peer" would let any client name any address.
+pub(super) fn check_proxy_protocol(
+    file: &[Spanned<FileListen>],
+    server: &ServerConfig,
+    p: &mut Problems<'_>,
+) {
+    if !server.trusted_proxies.is_empty() {
+        return;
+    }
+    for (i, l) in file.iter().enumerate() {
+        if let Some(pp) = l.get_ref().proxy_protocol.as_ref().filter(|b| *b.get_ref()) {
+            p.push(
+                Some(pp.span()),
+                format!("listen[{i}].proxy_protocol"),
+                "the PROXY protocol header is accepted only from `server.trusted_proxies`, and that list is empty: every connection would be closed",
+                Some("add the load balancer's addresses, e.g. [server] trusted_proxies = [\"10.0.0.0/8\"] (an AWS NLB: the VPC's CIDR)".into()),
+            );
+        }
+    }
 }
 
 /// Two listeners cannot bind the same port, and a wildcard takes it on every interface.
@@ -178,6 +204,22 @@ mod tests {
                 "addr = \"0.0.0.0:8080\"\n[[listen]]\naddr = \"127.0.0.1:8080\"",
                 "conflicts with 0.0.0.0:8080",
             ),
+            (
+                "addr = \"127.0.0.1:8080\"",
+                "addr = \"127.0.0.1:8080\"\nproxy_protocol = true",
+                "4:18: listen[0].proxy_protocol: the PROXY protocol header is accepted only from `server.trusted_proxies`",
+            ),
         ]);
+    }
+
+    #[test]
+    fn proxy_protocol_with_trusted_proxies_is_fine() {
+        let src = super::super::testing::MINIMAL.replace(
+            "addr = \"127.0.0.1:8080\"",
+            "addr = \"127.0.0.1:8080\"\nproxy_protocol = true",
+        );
+        let src = format!("[server]\ntrusted_proxies = [\"10.0.0.1\"]\n{src}");
+        let c = super::super::testing::parse_str(&src).unwrap();
+        assert!(c.listeners[0].proxy_protocol);
     }
 }

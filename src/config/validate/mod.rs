@@ -72,6 +72,7 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
     let server = server::build(file.server, base, p);
     let admin = file.admin.as_ref().and_then(|a| listen::build_admin(a, p));
     let listeners = listen::build(&file.listen, p);
+    listen::check_proxy_protocol(&file.listen, &server, p);
     let certificates = certificate::build(&file.certificate, &file.listen, &listeners, base, p);
     let upstreams = upstream::build(&file.upstream, p);
     let routes = route::build(&file.route, &upstreams, p);
@@ -149,6 +150,7 @@ addr = "127.0.0.1:8443"
 tls = true
 http2 = true
 websocket_over_http2 = true
+proxy_protocol = true
 [[listen]]
 addr = "127.0.0.1:8080"
 redirect_https = true
@@ -169,6 +171,7 @@ max_fails = 2
 fail_timeout = "30s"
 resolve_every = "10s"
 health = { path = "/health", interval = "5s", timeout = "2s", healthy = 2, unhealthy = 3 }
+send_proxy_protocol = "v2"
 
 [[route]]
 name = "old"
@@ -256,6 +259,12 @@ mod tests {
         assert!(c.routes[1].websocket.require_origin);
         assert!(c.listeners[0].websocket_over_http2);
         assert!(!c.listeners[1].websocket_over_http2);
+        assert!(c.listeners[0].proxy_protocol);
+        assert!(!c.listeners[1].proxy_protocol);
+        assert_eq!(
+            c.upstreams[0].send_proxy_protocol,
+            Some(crate::config::ProxyProtocolVersion::V2)
+        );
     }
 
     #[test]

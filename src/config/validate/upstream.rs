@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::values::{count, duration, parse_server};
 use crate::config::error::{Problems, did_you_mean};
 use crate::config::file::{FileHealth, FileServerEntry, FileUpstream};
-use crate::config::{Balance, HealthConfig, UpstreamConfig};
+use crate::config::{Balance, HealthConfig, ProxyProtocolVersion, UpstreamConfig};
 
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,6 +52,7 @@ fn build_upstream(name: &str, u: &FileUpstream, p: &mut Problems<'_>) -> Upstrea
         .unwrap_or(DEFAULT_POOL_IDLE_TIMEOUT);
     let pool_max_idle = count(p, &u.pool_max_idle, &format!("{key}.pool_max_idle"), true)
         .unwrap_or(DEFAULT_POOL_MAX_IDLE);
+    let send_proxy_protocol = send_proxy_protocol(&key, &u.send_proxy_protocol, p);
     UpstreamConfig {
         name: name.into(),
         servers,
@@ -66,6 +67,28 @@ fn build_upstream(name: &str, u: &FileUpstream, p: &mut Problems<'_>) -> Upstrea
         fail_timeout,
         resolve_every,
         health,
+        send_proxy_protocol,
+    }
+}
+
+fn send_proxy_protocol(
+    key: &str,
+    value: &Option<Spanned<String>>,
+    p: &mut Problems<'_>,
+) -> Option<ProxyProtocolVersion> {
+    let value = value.as_ref()?;
+    match value.get_ref().as_str() {
+        "v1" => Some(ProxyProtocolVersion::V1),
+        "v2" => Some(ProxyProtocolVersion::V2),
+        other => {
+            p.push(
+                Some(value.span()),
+                format!("{key}.send_proxy_protocol"),
+                format!("unknown PROXY protocol version `{other}`"),
+                Some("use \"v2\" (HAProxy's send-proxy-v2) or \"v1\"; remove the key to send none".into()),
+            );
+            None
+        }
     }
 }
 
@@ -168,6 +191,11 @@ mod tests {
                 "servers = [\"backend:8000\"]",
                 "servers = [\"b:8000/api\"]",
                 "has a path",
+            ),
+            (
+                "servers = [\"backend:8000\"]",
+                "servers = [\"backend:8000\"]\nsend_proxy_protocol = \"2\"",
+                "upstream.backend.send_proxy_protocol: unknown PROXY protocol version `2` | use \"v2\"",
             ),
         ]);
     }

@@ -73,6 +73,7 @@ pub async fn proxy(
         let key = HeaderValue::from_str(key).expect("base64 is a valid header value");
         head.headers.insert("sec-websocket-key", key);
     }
+    ctx.conn.attach_source(upstream, &mut head);
     let body = RequestBody::empty();
     let progress = body.progress();
     let sent = upstream
