@@ -119,7 +119,15 @@ impl Reloader {
         let listeners = |c: &Config| -> Vec<_> {
             c.listeners
                 .iter()
-                .map(|l| (l.addr, l.kind, l.http2, l.websocket_over_http2))
+                .map(|l| {
+                    (
+                        l.addr,
+                        l.kind,
+                        l.http2,
+                        l.websocket_over_http2,
+                        l.proxy_protocol,
+                    )
+                })
                 .collect()
         };
         let (was, now) = (&self.started, config);

@@ -156,11 +156,17 @@ async fn v1_from_a_trusted_peer_names_the_client_in_xff_and_the_access_log() {
     let res = c.fetch(req).await;
     assert_eq!(res.status(), 200);
     // The client from the header is not a trusted proxy: its own XFF is replaced.
-    assert_eq!(res.echoed("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        res.echoed("x-forwarded-for").as_deref(),
+        Some("203.0.113.9")
+    );
     assert_eq!(res.echoed("x-real-ip").as_deref(), Some("203.0.113.9"));
     // The header is read once per connection; keep-alive requests keep its client.
     let res = c.get("localhost", "/v1-again").await;
-    assert_eq!(res.echoed("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        res.echoed("x-forwarded-for").as_deref(),
+        Some("203.0.113.9")
+    );
     assert_eq!(s.log_line("/v1").await["client"], "203.0.113.9:40000");
     assert_eq!(s.log_line("/v1-again").await["client"], "203.0.113.9:40000");
 }
@@ -176,7 +182,10 @@ async fn v2_over_tls_names_the_client_and_a_trusted_source_keeps_its_xff() {
     let mut c = Client::tls_over(tcp, &s.proxy.ca, Proto::H2, "localhost").await;
     let res = c.get("localhost", "/v2").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.echoed("x-forwarded-for").as_deref(), Some("2001:db8::7"));
+    assert_eq!(
+        res.echoed("x-forwarded-for").as_deref(),
+        Some("2001:db8::7")
+    );
     assert_eq!(s.log_line("/v2").await["client"], "[2001:db8::7]:5555");
 
     // A PROXY source that is itself in trusted_proxies (a chain of proxies):
@@ -233,7 +242,8 @@ async fn v2_local_and_v1_unknown_use_the_real_peer() {
 #[tokio::test]
 async fn untrusted_peers_are_closed_unread_and_counted() {
     let s = setup(r#"trusted_proxies = ["10.9.9.9"]"#).await;
-    let valid = b"PROXY TCP4 203.0.113.9 192.0.2.1 40000 80\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let valid =
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 40000 80\r\nGET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     for addr in [s.plain(), s.tls()] {
         let mut tcp = connect_with(addr, valid).await;
         assert_closed(&mut tcp).await;
@@ -274,7 +284,10 @@ async fn malformed_oversized_and_missing_headers_are_closed_and_counted() {
     let tcp = connect_with(s.plain(), b"PROXY TCP4 203.0.113.9 192.0.2.1 1 80\r\n").await;
     let res = Client::plain_over(tcp).await.get("localhost", "/ok").await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.echoed("x-forwarded-for").as_deref(), Some("203.0.113.9"));
+    assert_eq!(
+        res.echoed("x-forwarded-for").as_deref(),
+        Some("203.0.113.9")
+    );
 }
 
 #[tokio::test]
@@ -316,7 +329,11 @@ async fn proxy_reading_backend() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) 
             tokio::spawn(async move {
                 let mut fixed = [0u8; 16];
                 stream.read_exact(&mut fixed).await.unwrap();
-                assert_eq!(&fixed[..12], V2_SIGNATURE, "every connection starts with a v2 header");
+                assert_eq!(
+                    &fixed[..12],
+                    V2_SIGNATURE,
+                    "every connection starts with a v2 header"
+                );
                 let len = usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
                 let mut block = vec![0u8; len];
                 stream.read_exact(&mut block).await.unwrap();
@@ -389,7 +406,11 @@ async fn send_proxy_protocol_v2_names_each_client_to_the_upstream() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.text(), format!("source {a}\n"));
     let a1 = seen(&mut rx, "/a1").await;
-    assert_eq!(a1.addrs, Some((a, listen)), "client as source, listener as destination");
+    assert_eq!(
+        a1.addrs,
+        Some((a, listen)),
+        "client as source, listener as destination"
+    );
     // The pooled connection is reused for the same client...
     assert_eq!(client_a.get("localhost", "/a2").await.status(), 200);
     assert_eq!(seen(&mut rx, "/a2").await.conn, a1.conn);
@@ -498,4 +519,37 @@ async fn haproxy_in_front_with_send_proxy_v2() {
     let line = s.log_line("/through-haproxy").await;
     assert_eq!(line["client"], me.to_string());
     assert_eq!(line["status"], 200);
+}
+
+#[test]
+fn ferry_check_refuses_proxy_protocol_without_trusted_proxies_and_unknown_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[listen]]\naddr = \"0.0.0.0:80\"\nproxy_protocol = true\n\n\
+         [upstream.backend]\nservers = [\"b:8000\"]\nsend_proxy_protocol = \"v3\"\n\n\
+         [[route]]\npath_prefix = \"/\"\nupstream = \"backend\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["check", "-c", path.to_str().unwrap()])
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.toml has 2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:3:18: listen[0].proxy_protocol: the PROXY protocol header is accepted only from `server.trusted_proxies`, and that list is empty"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("trusted_proxies = [\"10.0.0.0/8\"]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:7:23: upstream.backend.send_proxy_protocol: unknown PROXY protocol version `v3`"),
+        "{stderr}"
+    );
 }

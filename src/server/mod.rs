@@ -336,7 +336,11 @@ async fn proxy_header(
                 span.record("client.addr", tracing::field::display(addrs.0));
                 span.record("proxy.addr", tracing::field::display(peer));
             }
-            tracing::trace!(version = header.version, local = header.local, "PROXY protocol header");
+            tracing::trace!(
+                version = header.version,
+                local = header.local,
+                "PROXY protocol header"
+            );
             Some(addrs)
         }
         Err(e) => {

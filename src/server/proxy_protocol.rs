@@ -80,7 +80,9 @@ pub enum ParseError {
     NotProxy,
     #[error("PROXY protocol v1 header longer than {V1_MAX_LEN} bytes")]
     V1TooLong,
-    #[error("PROXY protocol v2 header announces {len} bytes of addresses and TLVs (at most {V2_MAX_BLOCK} accepted)")]
+    #[error(
+        "PROXY protocol v2 header announces {len} bytes of addresses and TLVs (at most {V2_MAX_BLOCK} accepted)"
+    )]
     V2TooLong { len: usize },
     #[error("malformed PROXY protocol v1 header")]
     V1(#[source] ppp::v1::BinaryParseError),
@@ -375,10 +377,7 @@ mod tests {
             assert!(matches!(parse(bad), Err(ParseError::V1(_))), "{bad:?}");
         }
         let long = format!("PROXY UNKNOWN {}", "a".repeat(100));
-        assert!(matches!(
-            parse(long.as_bytes()),
-            Err(ParseError::V1TooLong)
-        ));
+        assert!(matches!(parse(long.as_bytes()), Err(ParseError::V1TooLong)));
         let long_crlf = format!("{long}\r\n");
         // `\r` as byte 107: the `\n` would make 108.
         let cr_at_limit = format!("PROXY UNKNOWN {}\r\n", "a".repeat(V1_MAX_LEN - 15));
@@ -390,7 +389,12 @@ mod tests {
             parse(long_crlf.as_bytes()),
             Err(ParseError::V1TooLong)
         ));
-        for not in [&b"GET / HTTP/1.1\r\n"[..], b"\x16\x03\x01\x02", b"PRX", b"\r\n\r\n\0X"] {
+        for not in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"\x16\x03\x01\x02",
+            b"PRX",
+            b"\r\n\r\n\0X",
+        ] {
             assert!(matches!(parse(not), Err(ParseError::NotProxy)), "{not:?}");
         }
     }

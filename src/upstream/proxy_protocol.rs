@@ -113,10 +113,7 @@ mod tests {
             header(ProxyProtocolVersion::V1, Some(&s)),
             b"PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 5000 443\r\n"
         );
-        assert_eq!(
-            header(ProxyProtocolVersion::V1, None),
-            b"PROXY UNKNOWN\r\n"
-        );
+        assert_eq!(header(ProxyProtocolVersion::V1, None), b"PROXY UNKNOWN\r\n");
     }
 
     #[test]

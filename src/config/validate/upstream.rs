@@ -85,7 +85,10 @@ fn send_proxy_protocol(
                 Some(value.span()),
                 format!("{key}.send_proxy_protocol"),
                 format!("unknown PROXY protocol version `{other}`"),
-                Some("use \"v2\" (HAProxy's send-proxy-v2) or \"v1\"; remove the key to send none".into()),
+                Some(
+                    "use \"v2\" (HAProxy's send-proxy-v2) or \"v1\"; remove the key to send none"
+                        .into(),
+                ),
             );
             None
         }
