@@ -399,30 +399,39 @@ async fn send_proxy_protocol_v2_names_each_client_to_the_upstream() {
     let proxy = TestProxy::start(&toml).await;
     let listen = proxy.plain_addr.unwrap();
 
-    let tcp = within(TcpStream::connect(listen)).await.unwrap();
-    let a = tcp.local_addr().unwrap();
-    let mut client_a = Client::plain_over(tcp).await;
-    let res = client_a.get("localhost", "/a1").await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text(), format!("source {a}\n"));
-    let a1 = seen(&mut rx, "/a1").await;
-    assert_eq!(
-        a1.addrs,
-        Some((a, listen)),
-        "client as source, listener as destination"
-    );
-    // The pooled connection is reused for the same client...
-    assert_eq!(client_a.get("localhost", "/a2").await.status(), 200);
-    assert_eq!(seen(&mut rx, "/a2").await.conn, a1.conn);
-
-    // ...and never for another one, whose requests get a header of their own.
-    let tcp = within(TcpStream::connect(listen)).await.unwrap();
-    let b = tcp.local_addr().unwrap();
-    let res = Client::plain_over(tcp).await.get("localhost", "/b1").await;
-    assert_eq!(res.text(), format!("source {b}\n"));
-    let b1 = seen(&mut rx, "/b1").await;
-    assert_ne!(b1.conn, a1.conn);
-    assert_eq!(b1.addrs, Some((b, listen)));
+    // Two clients, their keep-alive requests interleaved.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let tcp = within(TcpStream::connect(listen)).await.unwrap();
+        let me = tcp.local_addr().unwrap();
+        clients.push((me, Client::plain_over(tcp).await));
+    }
+    let mut conns_of: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+    let mut source_of: HashMap<usize, Option<(SocketAddr, SocketAddr)>> = HashMap::new();
+    for round in 0..4 {
+        for (i, (me, client)) in clients.iter_mut().enumerate() {
+            let path = format!("/c{i}-{round}");
+            let res = client.get("localhost", &path).await;
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.text(), format!("source {me}\n"));
+            let seen = seen(&mut rx, &path).await;
+            // The client as source, the listener as destination.
+            assert_eq!(seen.addrs, Some((*me, listen)), "{path}");
+            // A connection never carries two clients (its header names one).
+            let first = *source_of.entry(seen.conn).or_insert(seen.addrs);
+            assert_eq!(first, seen.addrs, "{path} on connection {}", seen.conn);
+            conns_of.entry(*me).or_default().push(seen.conn);
+        }
+    }
+    // Each client's connection is pooled and reused for its next requests.
+    for (me, conns) in &conns_of {
+        let mut distinct = conns.clone();
+        distinct.dedup();
+        assert!(
+            distinct.len() < conns.len(),
+            "{me}: never reused: {conns:?}"
+        );
+    }
 
     // Active health checks send LOCAL (HAProxy's check-send-proxy).
     assert_eq!(seen(&mut rx, "/health").await.addrs, None);
