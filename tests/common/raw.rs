@@ -261,7 +261,8 @@ impl RawH2 {
             self.tls.read_exact(&mut header).await.expect("a frame");
             let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
             let (kind, flags) = (header[3], header[4]);
-            let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & !(1 << 31);
+            let stream =
+                u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & !(1 << 31);
             let mut payload = vec![0u8; len];
             self.tls.read_exact(&mut payload).await.expect("a payload");
             match kind {
