@@ -114,6 +114,39 @@ fn check_reports_every_problem_with_file_line_key_and_fix() {
     assert!(text(&missing.stderr).contains("cannot read config file /nonexistent/proxy.toml"));
 }
 
+/// `server.max_header_size` and `server.forwarded_header`: a size out of
+/// range, a size that is not one, and a flag that is not a boolean.
+#[test]
+fn check_reports_bad_request_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.toml");
+    let body = "[[listen]]\naddr = \"127.0.0.1:0\"\n\n[upstream.b]\nservers = [\"b:8000\"]\n\n[[route]]\npath_prefix = \"/\"\nupstream = \"b\"\n";
+    for (server, expect) in [
+        (
+            "max_header_size = \"100\"",
+            "limits.toml:2:19: server.max_header_size: `100` is out of range",
+        ),
+        (
+            "max_header_size = \"16 parsecs\"",
+            "limits.toml:2:19: server.max_header_size: `16 parsecs` is not a size",
+        ),
+        ("forwarded_header = \"yes\"", "limits.toml:2:20"),
+    ] {
+        std::fs::write(&path, format!("[server]\n{server}\n\n{body}")).unwrap();
+        let out = ferry(&["check", "-c", path.to_str().unwrap()], dir.path());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expect), "{server}: {stderr}");
+    }
+    std::fs::write(
+        &path,
+        format!("[server]\nmax_header_size = \"64KiB\"\n\n{body}"),
+    )
+    .unwrap();
+    let out = ferry(&["check", "-c", path.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn check_catches_a_key_that_does_not_match_its_certificate() {
     let ca = TestCa::new();

@@ -88,9 +88,16 @@ impl Rig {
     /// `ferry route --format json URL -H ...`, from client 127.0.0.1 (where
     /// the test's own clients connect from).
     async fn explain(&self, url: &str, headers: &[(&str, &str)]) -> Value {
-        let mut args: Vec<String> = ["route", "--format", "json", "--client", "127.0.0.1", "-c"]
+        self.explain_with("GET", url, headers).await
+    }
+
+    /// [`explain`](Self::explain) for another method.
+    async fn explain_with(&self, method: &str, url: &str, headers: &[(&str, &str)]) -> Value {
+        let mut args: Vec<String> = ["route", "--format", "json", "--client", "127.0.0.1", "-X"]
             .map(str::to_owned)
             .to_vec();
+        args.push(method.to_owned());
+        args.push("-c".to_owned());
         args.push(self.config.display().to_string());
         args.push(url.to_owned());
         for (k, v) in headers {
@@ -375,12 +382,57 @@ async fn answers_agree(rig: &Rig) {
     assert_eq!(rig.logged("/api/elsewhere").await["route"], Value::Null);
 }
 
+/// Requests ferry refuses before routing, and a path routed by its
+/// normalised spelling: the same answer from `ferry route` and the proxy.
+async fn refusals_agree(rig: &Rig) {
+    let tls = rig.tls();
+    let addr = rig.proxy.tls_addr.unwrap();
+    let ca = Some(&rig.proxy.ca);
+    // (method, path, extra request headers, status)
+    let cases = [
+        ("GET", "/api/two-hosts", "Host: evil.test\r\n", 400),
+        ("GET", "/api/nul%00", "", 400),
+        ("GET", "/api/%5cx", "", 400),
+        ("CONNECT", "/api/tunnel", "", 501),
+        // Tomcat's `;` path parameter: `/old;x/page` is `/old/page` there.
+        ("GET", "/old;x/page", "", 301),
+    ];
+    for (method, path, extra, status) in cases {
+        let target = if method == "CONNECT" {
+            format!("localhost:{tls}")
+        } else {
+            path.to_owned()
+        };
+        let raw = format!("{method} {target} HTTP/1.1\r\nHost: localhost:{tls}\r\n{extra}\r\n");
+        let res = raw_h1(addr, ca, raw.as_bytes()).await;
+        assert_eq!(res.status, status, "{raw:?}: {res:?}");
+        let mut headers = vec![];
+        if !extra.is_empty() {
+            headers.push(("host", format!("localhost:{tls}")));
+            headers.push(("host", "evil.test".to_owned()));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let url = format!("https://localhost:{tls}{path}");
+        let json = rig.explain_with(method, &url, &headers).await;
+        assert_eq!(json["status"], status, "{path}: {json:#}");
+        if status == 301 {
+            assert_eq!(route_name(&json), "old", "{json:#}");
+            let location = res.head.lines().find_map(|l| l.strip_prefix("location: "));
+            assert_eq!(json["location"].as_str(), location, "{json:#}");
+        } else {
+            assert_eq!(json["route"], Value::Null, "{json:#}");
+            assert_eq!(json["served"], false);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_and_proxy_agree_for_an_untrusted_peer() {
     let mut rig = rig(r#"["10.0.0.0/8"]"#).await;
     plain_requests_agree(&rig, false).await;
     websockets_agree(&mut rig).await;
     answers_agree(&rig).await;
+    refusals_agree(&rig).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

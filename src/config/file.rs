@@ -52,6 +52,8 @@ pub struct FileServer {
     pub handshake_timeout: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_header_size: Option<Spanned<FileSize>>,
+    pub forwarded_header: Option<Spanned<bool>>,
     pub max_connections: Option<Spanned<i64>>,
     pub workers: Option<Spanned<i64>>,
     pub access_log: Option<Spanned<FileAccessLog>>,

@@ -80,6 +80,13 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// An HTTP/2 connection with no open stream for this long is closed (GOAWAY).
     pub idle_timeout: Duration,
+    /// The largest request head accepted, in bytes (431 above it): HTTP/1.1's
+    /// request line and headers as sent, HTTP/2's header list as RFC 9113
+    /// counts it. One limit for both, so neither protocol is the way around it.
+    pub max_header_size: usize,
+    /// Also send RFC 7239 `Forwarded` upstream (off: most frameworks read
+    /// `X-Forwarded-*`, and a header they do not read is one more to trust).
+    pub forwarded_header: bool,
     /// Connections accepted at once across all listeners; more wait in the backlog.
     pub max_connections: usize,
     /// Runtime worker threads; `None` = one per core.
@@ -98,6 +105,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(180),
+            max_header_size: 16 << 10,
+            forwarded_header: false,
             max_connections: 25_000,
             workers: None,
             access_log: None,

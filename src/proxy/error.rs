@@ -22,6 +22,11 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A request ferry understands but does not serve: `CONNECT` (ferry is
+    /// not a forward proxy), or an HTTP/2 extended CONNECT for a protocol
+    /// other than WebSocket.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     #[error("WebSocket origin `{origin}` is not in this route's allowed_origins")]
     OriginNotAllowed { origin: String },
     #[error("WebSocket handshake without an Origin header, and this route requires one")]
@@ -81,6 +86,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
                 StatusCode::FORBIDDEN
@@ -98,6 +104,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::BadRequest(_)
+            | ProxyError::NotImplemented(_)
             | ProxyError::OriginNotAllowed { .. }
             | ProxyError::OriginRequired
             | ProxyError::PayloadTooLarge { .. } => Side::Client,
@@ -158,7 +165,7 @@ impl ProxyError {
     pub fn public_message(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
-            ProxyError::BadRequest(why) => why,
+            ProxyError::BadRequest(why) | ProxyError::NotImplemented(why) => why,
             ProxyError::OriginNotAllowed { .. } => "origin not allowed",
             ProxyError::OriginRequired => "origin required",
             ProxyError::PayloadTooLarge { .. } => "request body too large",
@@ -208,6 +215,7 @@ mod tests {
         let cases: Vec<(ProxyError, u16, Side)> = vec![
             (ProxyError::NoRoute, 404, Side::Client),
             (ProxyError::BadRequest("missing Host"), 400, Side::Client),
+            (ProxyError::NotImplemented("CONNECT"), 501, Side::Client),
             (
                 ProxyError::OriginNotAllowed {
                     origin: "https://evil.test".into(),

@@ -17,6 +17,25 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Headers that describe the client or the edge, which only a proxy may set:
+/// from a peer that is not a trusted proxy they are removed, so a client
+/// cannot claim another address, scheme, port or path prefix. ferry sets
+/// `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` itself (and
+/// `Forwarded` when asked to); the others it does not know and drops.
+const EDGE_ONLY: &[&str] = &[
+    "forwarded",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&HeaderName] = &[
@@ -87,19 +106,31 @@ pub struct Forwarded<'a> {
     pub host: &'a HeaderValue,
     /// Peers whose `X-Forwarded-*` we believe.
     pub trusted: &'a [IpNet],
+    /// Also set RFC 7239 `Forwarded` (`server.forwarded_header`).
+    pub rfc7239: bool,
 }
 
-/// Sets `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Real-IP`.
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and
+/// `X-Real-IP` (and `Forwarded`, when `f.rfc7239`).
 ///
 /// From an untrusted peer, any incoming values are replaced (a client cannot
-/// spoof its address). From a trusted proxy, the peer is appended to its
-/// `X-Forwarded-For`, its proto and host are kept, and `X-Real-IP` is the
-/// right-most address in the chain that is not itself a trusted proxy
-/// (nginx's `real_ip_recursive on`).
+/// spoof its address), and the [`EDGE_ONLY`] headers and every header whose
+/// name has an underscore are removed (CGI-style servers — WSGI, PHP, Rack —
+/// read `X_Forwarded_For` and `X-Forwarded-For` as the same variable;
+/// nginx drops such names too). From a trusted proxy, the peer is appended to
+/// its `X-Forwarded-For` (and `Forwarded`), everything else it sent is kept,
+/// and `X-Real-IP` is the right-most address in the chain that is not itself
+/// a trusted proxy (nginx's `real_ip_recursive on`).
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     let peer = canonical(f.peer);
     let is_trusted = |ip: IpAddr| is_trusted(f.trusted, ip);
     let peer_trusted = is_trusted(peer);
+    if !peer_trusted {
+        strip_edge_only(headers);
+    }
+    if f.rfc7239 {
+        append_forwarded(headers, peer, f);
+    }
 
     let mut real_ip = peer;
     let incoming: Option<String> = if peer_trusted {
@@ -140,6 +171,48 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
     }
+}
+
+/// Removes the [`EDGE_ONLY`] headers and those with `_` in their names.
+fn strip_edge_only(headers: &mut HeaderMap) {
+    let edge_only = |k: &HeaderName| {
+        let name = k.as_str();
+        name.contains('_') || EDGE_ONLY.contains(&name)
+    };
+    // Fast path: one pass over the names; most requests carry none.
+    if !headers.keys().any(edge_only) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|k| edge_only(k)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Adds this hop's RFC 7239 element, `for=…;proto=…;host=…`, after a
+/// trusted peer's `Forwarded` (an untrusted one's was removed).
+fn append_forwarded(headers: &mut HeaderMap, peer: IpAddr, f: &Forwarded<'_>) {
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let host = String::from_utf8_lossy(f.host.as_bytes());
+    let host = if !host.is_empty() && host.bytes().all(is_tchar) {
+        host.into_owned()
+    } else {
+        format!("\"{}\"", host.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    let element = format!("for={node};proto={};host={host}", f.proto);
+    let value = match join_values(headers, &FORWARDED) {
+        Some(chain) if !chain.trim().is_empty() => format!("{chain}, {element}"),
+        _ => element,
+    };
+    set(headers, &FORWARDED, &value);
+}
+
+/// RFC 9110 `tchar`: what an RFC 7239 value may be without quotes.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `ip` is one of the `trusted` proxies, whose `X-Forwarded-*` ferry believes.
@@ -289,6 +362,7 @@ mod tests {
             proto: "https",
             host: &HeaderValue::from_static("example.com"),
             trusted,
+            rfc7239: false,
         };
         set_forwarded(h, &f);
     }

@@ -269,10 +269,12 @@ async fn serve_connection(
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
             if h2 {
+                let server = &shared.live.load().config.server;
                 let settings = H2Settings {
+                    max_header_size: server.max_header_size,
                     websocket: listener.config.websocket_over_http2,
                     streams,
-                    idle_timeout: shared.live.load().config.server.idle_timeout,
+                    idle_timeout: server.idle_timeout,
                 };
                 serve_h2(TokioIo::new(BatchedWrites::new(tls)), svc, settings, watch).await;
             } else {
@@ -432,12 +434,23 @@ where
     S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
     S::Future: Send + 'static,
 {
-    let conn = hyper::server::conn::http1::Builder::new()
+    let (header_read_timeout, max_header_size) = {
+        let state = shared.live.load();
+        let server = &state.config.server;
+        (server.header_read_timeout, server.max_header_size)
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.live.load().config.server.header_read_timeout)
-        .keep_alive(true)
-        .serve_connection(io, svc)
-        .with_upgrades();
+        .header_read_timeout(header_read_timeout)
+        // The request line and headers, as sent: 431 and close above it.
+        // hyper's read buffer (≈ 408 KiB) must not be the smaller limit.
+        .max_header_size(max_header_size)
+        .keep_alive(true);
+    if max_header_size > H1_DEFAULT_MAX_BUF {
+        builder.max_buf_size(max_header_size);
+    }
+    let conn = builder.serve_connection(io, svc).with_upgrades();
     let mut conn = pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -451,8 +464,13 @@ where
     }
 }
 
+/// hyper's default HTTP/1.1 read buffer limit (8 KiB + 100 × 4 KiB).
+const H1_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+
 /// Per-connection HTTP/2 settings.
 struct H2Settings {
+    /// `server.max_header_size`, as SETTINGS_MAX_HEADER_LIST_SIZE (h2 answers 431 above it).
+    max_header_size: usize,
     /// Advertise RFC 8441 extended CONNECT.
     websocket: bool,
     streams: Streams,
@@ -470,7 +488,8 @@ where
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     if settings.websocket {
         // Advertised only because the bridge behind it works: browsers switch
         // to RFC 8441 as soon as they see SETTINGS_ENABLE_CONNECT_PROTOCOL.

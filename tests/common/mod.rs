@@ -8,6 +8,7 @@
 //! - [`backends`]: upstream HTTP servers ([`Backend`]) and [`dead_addr`]
 //! - [`ws`]: the WebSocket upstream and clients
 //! - [`process`]: [`FerryProcess`], the real binary
+//! - [`raw`]: bytes as written: [`RawBackend`], [`raw_h1`], [`RawH2`]
 //! - [`toml`]: [`ProxyToml`], the config builder
 //!
 //! Each test binary uses a subset, hence `dead_code` is allowed here (and
@@ -19,13 +20,14 @@ mod ca;
 mod clients;
 mod process;
 mod proxy;
+mod raw;
 mod toml;
 mod ws;
 
 // So that `use common::*;` reaches everything; a binary that needs no
 // WebSockets (say) leaves some of these unused.
 #[allow(unused_imports)]
-pub use self::{backends::*, ca::*, clients::*, process::*, proxy::*, toml::*, ws::*};
+pub use self::{backends::*, ca::*, clients::*, process::*, proxy::*, raw::*, toml::*, ws::*};
 
 use std::future::Future;
 use std::time::Duration;

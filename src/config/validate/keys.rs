@@ -130,7 +130,7 @@ proxy_cache_off = true
         let want = [
             "2:1: sever: unknown key `sever` | did you mean `server`?",
             "6:1: admin.adr: unknown key `adr` | did you mean `addr`?",
-            "9:1: server.shutdown: unknown key `shutdown` | known keys here: `trusted_proxies`, `shutdown_grace`, `handshake_timeout`, `header_read_timeout`, `idle_timeout`, `max_connections`, `workers`, `access_log`, `pid_file`",
+            "9:1: server.shutdown: unknown key `shutdown` | known keys here: `trusted_proxies`, `shutdown_grace`, `handshake_timeout`, `header_read_timeout`, `idle_timeout`, `max_header_size`, `forwarded_header`, `max_connections`, `workers`, `access_log`, `pid_file`",
             "10:16: server.access_log.formt: unknown key `formt` | did you mean `format`?",
             "14:1: listen[0].tsl: unknown key `tsl` | known keys here: `addr`, `tls`, `redirect_https`, `http2`, `websocket_over_http2`, `proxy_protocol`",
             "19:1: certificate[0].certs: unknown key `certs` | did you mean `cert`?",

@@ -142,6 +142,8 @@ pid_file = "ferry.pid"
 handshake_timeout = "10s"
 header_read_timeout = "30s"
 idle_timeout = "3m"
+max_header_size = "16KiB"
+forwarded_header = true
 max_connections = 100
 workers = 1
 

@@ -4,10 +4,14 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::values::{count, duration};
+use super::values::{count, duration, size};
 use crate::config::error::Problems;
 use crate::config::file::{FileAccessLog, FileServer};
 use crate::config::{AccessLogConfig, AccessLogFormat, AccessLogTarget, IpNet, ServerConfig};
+
+/// `server.max_header_size` bounds: below 1 KiB ordinary browser requests
+/// (cookies) fail; above 1 MiB it no longer protects anything.
+const HEADER_SIZES: (u64, u64) = (1 << 10, 1 << 20);
 
 /// `[server]`, or the defaults when the table is absent.
 pub(super) fn build(
@@ -44,6 +48,15 @@ pub(super) fn build(
     if let Some(d) = duration(p, &f.header_read_timeout, key, "header_read_timeout") {
         server.header_read_timeout = d;
     }
+    if let Some(n) = size(
+        p,
+        &f.max_header_size,
+        "server.max_header_size",
+        HEADER_SIZES,
+    ) {
+        server.max_header_size = n as usize;
+    }
+    server.forwarded_header = f.forwarded_header.as_ref().is_some_and(|b| *b.get_ref());
     if let Some(n) = count(p, &f.max_connections, "server.max_connections", false) {
         server.max_connections = n;
     }
@@ -98,7 +111,7 @@ fn build_access_log(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{MINIMAL, problems};
+    use super::super::testing::{MINIMAL, parse_str, problems};
 
     #[test]
     fn semantic_checks() {
@@ -107,5 +120,11 @@ mod tests {
         ))
         .join("\n");
         assert!(got.contains("2:20: server.trusted_proxies[0]"), "{got}");
+        for bad in ["\"16 parsecs\"", "100", "\"2MiB\"", "-1"] {
+            let got = problems(&format!("[server]\nmax_header_size = {bad}\n{MINIMAL}")).join("\n");
+            assert!(got.contains("2:19: server.max_header_size"), "{bad}: {got}");
+        }
+        let c = parse_str(&format!("[server]\nmax_header_size = \"64KiB\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.server.max_header_size, 64 << 10);
     }
 }

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue};
 use toml::Spanned;
 
 use crate::config::error::Problems;
-use crate::config::file::{FileHeaderOps, OneOrMany};
+use crate::config::file::{FileHeaderOps, FileSize, OneOrMany};
 use crate::config::{HeaderOps, parse_duration};
 
 /// `table.key`, or `key` at the top level.
@@ -75,6 +75,48 @@ pub(super) fn count(
         return None;
     }
     usize::try_from(n).ok()
+}
+
+/// `key` as a size within `min..=max` bytes; `None` if absent or invalid.
+pub(super) fn size(
+    p: &mut Problems<'_>,
+    v: &Option<Spanned<FileSize>>,
+    key: &str,
+    (min, max): (u64, u64),
+) -> Option<u64> {
+    let v = v.as_ref()?;
+    let range = || format!("use a size from {min} to {max} bytes, e.g. \"16KiB\"");
+    let n = match v.get_ref() {
+        FileSize::Bytes(n) => u64::try_from(*n).ok(),
+        FileSize::Text(t) => match parse_size(t) {
+            Some(n) => Some(n),
+            None => {
+                p.push(
+                    Some(v.span()),
+                    key,
+                    format!("`{t}` is not a size"),
+                    Some("write a number of bytes or e.g. \"16KiB\", \"64KB\"".into()),
+                );
+                return None;
+            }
+        },
+    };
+    match n {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            let shown = match v.get_ref() {
+                FileSize::Bytes(n) => n.to_string(),
+                FileSize::Text(t) => format!("`{t}`"),
+            };
+            p.push(
+                Some(v.span()),
+                key,
+                format!("{shown} is out of range"),
+                Some(range()),
+            );
+            None
+        }
+    }
 }
 
 /// `"10MB"` (10^6), `"10MiB"` (2^20), `"512KB"`, `"1GB"`, `"100"` (bytes).

@@ -2,8 +2,12 @@
 //! executes a [`Decision`] ([`super::http`], [`super::websocket`]); `ferry
 //! route` prints one. [`decide`] walks these steps, in this order:
 //!
-//! 1. **target** — the authority the client asked for: the URI's (HTTP/2
-//!    `:authority`, HTTP/1.1 absolute-form) or the `Host` header (400 without).
+//! 1. **target** — the request line and the authority the client asked for,
+//!    checked before anything is matched ([`target`]): a lower-case method
+//!    (400), `CONNECT` other than an RFC 8441 WebSocket (501), a duplicate,
+//!    missing or malformed `Host`, or `:authority` and `host` that disagree
+//!    (400); then the URI's authority (HTTP/2 `:authority`, HTTP/1.1
+//!    absolute-form) or the `Host` header; a path with NUL or a backslash (400).
 //! 2. **listener** — a `redirect_https` listener answers 308 to the same URL over https.
 //! 3. **route** — the first matching `[[route]]` in file order, or 404.
 //! 4. **redirect** — a redirect route answers here.
@@ -25,6 +29,7 @@ use super::error::ProxyError;
 use super::headers::{self, Forwarded};
 use crate::config::{Config, ListenerKind, RouteAction, RouteConfig};
 
+mod target;
 mod websocket;
 pub use websocket::{Handshake, OriginCheck, WebSocket, websocket_handshake};
 
@@ -109,7 +114,8 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
         action: Action::Refuse(ProxyError::NoRoute),
     };
     // 1. Target.
-    let host = match target(head) {
+    let checked = target::method(head).and_then(|()| target::connect(head));
+    let host = match checked.and_then(|()| target::authority(head)) {
         Ok(host) => host,
         Err(e) => {
             decision.action = Action::Refuse(e);
@@ -117,6 +123,10 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
         }
     };
     decision.host = Some(host.clone());
+    if let Err(e) = target::path(head) {
+        decision.action = Action::Refuse(e);
+        return decision;
+    }
 
     // 2. A listener that only redirects to https.
     if inbound.listener == ListenerKind::RedirectHttps {
@@ -175,20 +185,6 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
         max_body_size: route.max_body_size,
     });
     decision
-}
-
-/// Step 1: the URI's authority (HTTP/2 `:authority`, HTTP/1.1 absolute-form)
-/// or the `Host` header. HTTP/1.1 requires one; HTTP/1.0 may omit it.
-fn target(head: &Parts) -> Result<Authority, ProxyError> {
-    if let Some(authority) = head.uri.authority() {
-        return Ok(authority.clone());
-    }
-    match head.headers.get(header::HOST) {
-        Some(value) => Authority::try_from(value.as_bytes())
-            .map_err(|_| ProxyError::BadRequest("invalid Host header")),
-        None if head.version == Version::HTTP_10 => Ok(Authority::from_static("localhost")),
-        None => Err(ProxyError::BadRequest("missing Host header")),
-    }
 }
 
 /// Step 2: 308 to the same host, path and query over https.
@@ -262,6 +258,7 @@ fn upstream_head(
             proto: inbound.scheme(),
             host: &host,
             trusted: &config.server.trusted_proxies,
+            rfc7239: config.server.forwarded_header,
         },
     );
     route.request_headers.apply(h);

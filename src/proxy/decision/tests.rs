@@ -255,3 +255,174 @@ fn trusted_peers_keep_their_forwarded_chain() {
     assert_eq!(h["x-forwarded-for"], "198.51.100.7, 10.1.1.1");
     assert_eq!(h["x-real-ip"], "198.51.100.7");
 }
+
+/// The refusal for `head`, from an untrusted client on the TLS listener.
+fn refusal(head: Parts) -> Option<(u16, &'static str)> {
+    let (d, _) = decide_from("203.0.113.9", ListenerKind::Tls, head);
+    match d.action {
+        Action::Refuse(e) => Some((e.status().as_u16(), e.public_message())),
+        _ => None,
+    }
+}
+
+fn h2(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut h = head(method, uri, headers);
+    h.version = Version::HTTP_2;
+    h
+}
+
+#[test]
+fn hosts_must_be_one_valid_authority() {
+    let bad = [
+        head(
+            "GET",
+            "/api",
+            &[("host", "app.test"), ("host", "evil.test")],
+        ),
+        // HTTP/2 without :authority: the same rule for `host`.
+        h2(
+            "GET",
+            "/api",
+            &[("host", "app.test"), ("host", "evil.test")],
+        ),
+        head("GET", "/api", &[("host", "app.test@evil.test")]),
+        head("GET", "/api", &[("host", "app.test:abc")]),
+        head("GET", "/api", &[("host", "app.test:")]),
+        head("GET", "http://u@app.test/api", &[("host", "app.test")]),
+        head("GET", "ftp://app.test/api", &[("host", "app.test")]),
+        h2("GET", "https://u@app.test/api", &[]),
+        // :authority and a host naming another origin.
+        h2("GET", "https://app.test/api", &[("host", "evil.test")]),
+        h2("GET", "https://app.test/api", &[("host", "app.test:8443")]),
+    ];
+    for h in bad {
+        let what = format!("{:?} {:?} {:?}", h.version, h.uri, h.headers);
+        assert_eq!(refusal(h).map(|r| r.0), Some(400), "{what}");
+    }
+    // The same origin spelled another way is fine on HTTP/2.
+    let ok = h2("GET", "https://app.test/api", &[("host", "APP.test:443")]);
+    assert_eq!(refusal(ok), None);
+    let ok = h2("GET", "/api", &[("host", "app.test")]);
+    assert_eq!(refusal(ok), None);
+}
+
+/// RFC 9112 §3.2.2: an absolute-form target's authority wins, and the
+/// upstream's Host says so.
+#[test]
+fn an_absolute_form_target_replaces_host() {
+    let h = head("GET", "http://app.test/api/x", &[("host", "other.test")]);
+    let (d, up) = decide_from("203.0.113.9", ListenerKind::Tls, h);
+    assert_eq!(d.route, Some(2), "routed on the target's host");
+    let up = forwarded(&d, &up);
+    assert_eq!(up.headers["host"], "app.test");
+    assert_eq!(up.headers["x-forwarded-host"], "app.test");
+    assert_eq!(up.uri, "/api/x");
+}
+
+#[test]
+fn methods_and_connect() {
+    let lower = head("get", "/api", &[("host", "app.test")]);
+    assert_eq!(refusal(lower), Some((400, "invalid method")));
+    // An unknown upper-case method is the upstream's business.
+    assert_eq!(
+        refusal(head("PURGE", "/api", &[("host", "app.test")])),
+        None
+    );
+
+    let connect = head("CONNECT", "app.test:443", &[("host", "app.test:443")]);
+    assert_eq!(refusal(connect).map(|r| r.0), Some(501));
+    let connect = h2("CONNECT", "app.test:443", &[]);
+    assert_eq!(refusal(connect).map(|r| r.0), Some(501));
+    for (protocol, refused) in [("websocket", None), ("connect-udp", Some(501))] {
+        let mut h = h2("CONNECT", "https://app.test/ws/1", &[]);
+        h.extensions
+            .insert(hyper::ext::Protocol::from_static(protocol));
+        assert_eq!(refusal(h).map(|r| r.0), refused, "{protocol}");
+    }
+}
+
+#[test]
+fn nul_and_backslash_paths_are_refused() {
+    for path in ["/api\\x", "/api/%00", "/%5capi", "/api%5C..%5Cold"] {
+        let h = head("GET", path, &[("host", "app.test")]);
+        assert_eq!(refusal(h).map(|r| r.0), Some(400), "{path}");
+    }
+    // Path parameters are routed as Tomcat resolves them.
+    let h = head("GET", "/api/..;/old/x", &[("host", "app.test")]);
+    let (d, _) = decide_from("203.0.113.9", ListenerKind::Tls, h);
+    assert_eq!(d.route, Some(0), "routed as /old/x");
+}
+
+#[test]
+fn edge_only_headers_are_kept_from_trusted_proxies_only() {
+    let sent = [
+        ("host", "app.test"),
+        ("forwarded", "for=1.2.3.4"),
+        ("x-forwarded-port", "1"),
+        ("x-forwarded-prefix", "/admin"),
+        ("true-client-ip", "1.2.3.4"),
+        ("cf-connecting-ip", "1.2.3.4"),
+        ("x_forwarded_for", "1.2.3.4"),
+        ("x-ok", "1"),
+    ];
+    let (d, up) = decide_from("203.0.113.9", ListenerKind::Tls, head("GET", "/api", &sent));
+    let mut names: Vec<&str> = forwarded(&d, &up)
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "host",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-ok",
+            "x-real-ip",
+            "x-route"
+        ]
+    );
+    let (d, up) = decide_from("10.1.1.1", ListenerKind::Tls, head("GET", "/api", &sent));
+    let h = &forwarded(&d, &up).headers;
+    for (name, value) in &sent[1..] {
+        assert_eq!(h[*name], *value, "{name}");
+    }
+}
+
+#[test]
+fn rfc7239_forwarded_is_appended_when_asked_for() {
+    let mut config = config();
+    config.server.forwarded_header = true;
+    let run = |peer: &str, sent: &[(&str, &str)]| {
+        let peer: IpAddr = peer.parse().unwrap();
+        let inbound = Inbound {
+            peer,
+            peer_value: &headers::ip_value(peer),
+            listener: ListenerKind::Tls,
+            https_port: None,
+        };
+        let mut h = head("GET", "/api", sent);
+        decide(&config, &inbound, &mut h);
+        let all: Vec<String> = h
+            .headers
+            .get_all("forwarded")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        all
+    };
+    let spoof = [("host", "app.test:8443"), ("forwarded", "for=1.2.3.4")];
+    assert_eq!(
+        run("2001:db8::7", &spoof),
+        ["for=\"[2001:db8::7]\";proto=https;host=\"app.test:8443\""]
+    );
+    assert_eq!(
+        run(
+            "10.1.1.1",
+            &[("host", "app.test"), ("forwarded", "for=1.2.3.4")]
+        ),
+        ["for=1.2.3.4, for=10.1.1.1;proto=https;host=app.test"]
+    );
+}
