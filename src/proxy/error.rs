@@ -22,6 +22,10 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The host is served with another client-certificate policy than the
+    /// name this TLS connection was made for: the client must connect anew.
+    #[error("the host has another client-certificate policy than this connection's TLS name")]
+    Misdirected,
     #[error("WebSocket origin `{origin}` is not in this route's allowed_origins")]
     OriginNotAllowed { origin: String },
     #[error("WebSocket handshake without an Origin header, and this route requires one")]
@@ -81,6 +85,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
                 StatusCode::FORBIDDEN
@@ -98,6 +103,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute
             | ProxyError::BadRequest(_)
+            | ProxyError::Misdirected
             | ProxyError::OriginNotAllowed { .. }
             | ProxyError::OriginRequired
             | ProxyError::PayloadTooLarge { .. } => Side::Client,
@@ -159,6 +165,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
             ProxyError::BadRequest(why) => why,
+            ProxyError::Misdirected => "misdirected request: connect with this host's name",
             ProxyError::OriginNotAllowed { .. } => "origin not allowed",
             ProxyError::OriginRequired => "origin required",
             ProxyError::PayloadTooLarge { .. } => "request body too large",
@@ -208,6 +215,7 @@ mod tests {
         let cases: Vec<(ProxyError, u16, Side)> = vec![
             (ProxyError::NoRoute, 404, Side::Client),
             (ProxyError::BadRequest("missing Host"), 400, Side::Client),
+            (ProxyError::Misdirected, 421, Side::Client),
             (
                 ProxyError::OriginNotAllowed {
                     origin: "https://evil.test".into(),

@@ -4,13 +4,15 @@
 //!
 //! 1. **target** — the authority the client asked for: the URI's (HTTP/2
 //!    `:authority`, HTTP/1.1 absolute-form) or the `Host` header (400 without).
+//!    On a TLS connection, a host whose name has another client-certificate
+//!    policy than the handshake's name gets 421 ([`client_cert`]).
 //! 2. **listener** — a `redirect_https` listener answers 308 to the same URL over https.
 //! 3. **route** — the first matching `[[route]]` in file order, or 404.
 //! 4. **redirect** — a redirect route answers here.
 //! 5. **checks** — a WebSocket handshake's `Origin` against the route's
 //!    `allowed_origins` (403); a declared body over `max_body_size` (413).
-//! 6. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` in, the
-//!    route's `request_headers`, HTTP/1.1 in origin-form; a WebSocket handshake
+//! 6. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` and
+//!    the client certificate's `X-Client-*` in, the route's `request_headers`, HTTP/1.1 in origin-form; a WebSocket handshake
 //!    (HTTP/1.1 or HTTP/2's extended CONNECT) is always an HTTP/1.1 upgrade.
 
 use std::net::IpAddr;
@@ -24,7 +26,9 @@ use http::{Method, StatusCode, Uri, Version};
 use super::error::ProxyError;
 use super::headers::{self, Forwarded};
 use crate::config::{Config, ListenerKind, RouteAction, RouteConfig};
+use crate::tls::ClientAuthScope;
 
+pub mod client_cert;
 mod websocket;
 pub use websocket::{Handshake, OriginCheck, WebSocket, websocket_handshake};
 
@@ -38,6 +42,8 @@ pub struct Inbound<'a> {
     pub listener: ListenerKind,
     /// Where a `redirect_https` listener sends clients (`None`: 443).
     pub https_port: Option<u16>,
+    /// A TLS connection's client-certificate facts, while any certificate has client auth.
+    pub client_auth: Option<&'a ClientAuthScope>,
 }
 
 impl Inbound<'_> {
@@ -117,6 +123,10 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
         }
     };
     decision.host = Some(host.clone());
+    if client_cert::misdirected(inbound.client_auth, host.as_str()) {
+        decision.action = Action::Refuse(ProxyError::Misdirected);
+        return decision;
+    }
 
     // 2. A listener that only redirects to https.
     if inbound.listener == ListenerKind::RedirectHttps {
@@ -264,6 +274,7 @@ fn upstream_head(
             trusted: &config.server.trusted_proxies,
         },
     );
+    client_cert::set_headers(h, inbound.client_auth);
     route.request_headers.apply(h);
     if websocket.is_some() {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

@@ -55,6 +55,7 @@ fn decide_from(peer: &str, listener: ListenerKind, mut head: Parts) -> (Decision
         peer_value: &headers::ip_value(peer),
         listener,
         https_port: Some(8443),
+        client_auth: None,
     };
     let decision = decide(&config(), &inbound, &mut head);
     (decision, head)
