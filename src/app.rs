@@ -12,7 +12,7 @@ use crate::proxy::{LiveState, State};
 use crate::reload::Reloader;
 use crate::server::{self, BindError, BoundListener};
 use crate::tls::dev::{DevCertError, DevCerts};
-use crate::tls::{CertError, CertStore, SniResolver, load_certificates};
+use crate::tls::{CertError, CertStore, load_certificates};
 
 /// Why ferry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ impl Ferry {
     pub async fn bind_with(config: Config, path: Option<PathBuf>) -> Result<Ferry, StartError> {
         let certificates =
             load_certificates(&config.certificates).map_err(StartError::Certificates)?;
-        let certs = SniResolver::new(&certificates).map(|r| Arc::new(CertStore::new(r)));
+        let certs = CertStore::new(&certificates, config.server.tls_min_version).map(Arc::new);
         let listeners = server::bind(&config.listeners).await?;
         let admin = match &config.admin {
             Some(a) => Some(

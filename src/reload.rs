@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::proxy::{LiveState, State};
-use crate::tls::{CertError, CertStore, SniResolver, load_certificates};
+use crate::tls::{CertError, CertStore, load_certificates};
 
 /// Why a reload was refused (the old configuration keeps serving).
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +94,7 @@ impl Reloader {
         let path = self.path.as_deref().ok_or(ReloadError::NoFile)?;
         let config = Config::load(path)?;
         let certs = load_certificates(&config.certificates).map_err(ReloadError::Certificates)?;
-        let resolver = SniResolver::new(&certs);
-        if self.certs.is_some() && resolver.is_none() {
+        if self.certs.is_some() && certs.is_empty() {
             return Err(ReloadError::NoCertificates);
         }
         self.warn_about_restart_only_changes(&config);
@@ -107,8 +106,8 @@ impl Reloader {
         let state = State::new(Arc::new(config), Some(&current), generation, metrics);
         // Certificates first: a request on the new routes must not meet an old certificate set
         // that lacks its host.
-        if let (Some(store), Some(resolver)) = (&self.certs, resolver) {
-            store.replace(resolver);
+        if let Some(store) = &self.certs {
+            store.replace(&certs, state.config.server.tls_min_version);
         }
         self.live.store(Arc::new(state));
         self.fingerprint.store(fingerprint, Ordering::Relaxed);
@@ -168,6 +167,7 @@ impl Reloader {
         for c in &config.config.certificates {
             files.push(c.cert.clone());
             files.push(c.key.clone());
+            files.extend(c.client_auth.as_ref().map(|a| a.ca.clone()));
         }
         files
     }
@@ -184,6 +184,7 @@ impl Reloader {
         for c in &config.certificates {
             paths.push(&c.cert);
             paths.push(&c.key);
+            paths.extend(c.client_auth.as_ref().map(|a| a.ca.as_path()));
         }
         for p in paths {
             p.hash(&mut hasher);

@@ -1,7 +1,9 @@
 //! TLS as a client sees it: SNI picks the certificate, no SNI gets the
 //! default, ALPN picks the protocol, TLS 1.2 and 1.3 both work, the server
-//! chooses the cipher suite, and a client that never finishes its handshake
-//! is dropped.
+//! chooses the cipher suite, the client the key exchange (post-quantum
+//! hybrid first when it asks), `tls_min_version` is enforced, resumption
+//! works without 0-RTT, and a client that never finishes its handshake is
+//! dropped.
 
 mod common;
 
@@ -179,6 +181,101 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     // handshake_timeout is 300ms: the server closes (EOF) instead of waiting forever.
     let n = within(tcp.read(&mut buf)).await.unwrap_or(0);
     assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn tls_min_version_13_refuses_tls12_clients() {
+    let backend = Backend::echo("b").await;
+    let toml = ProxyToml::simple(backend.addr)
+        .server(r#"tls_min_version = "1.3""#)
+        .build();
+    let proxy = TestProxy::start(&toml).await;
+    let tls12 = offering(
+        &proxy,
+        &[&rustls::version::TLS12],
+        rustls::crypto::aws_lc_rs::DEFAULT_CIPHER_SUITES,
+    );
+    let tcp = within(TcpStream::connect(proxy.tls_addr.unwrap()))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let err = within(tokio_rustls::TlsConnector::from(tls12).connect(name, tcp))
+        .await
+        .expect_err("a TLS 1.2-only client is refused");
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    let tls = handshake(&proxy, proxy.ca.client_config(&[b"http/1.1"]), "localhost").await;
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+}
+
+/// A client offering exactly `groups`, in that order (TLS 1.3).
+fn with_groups(
+    proxy: &TestProxy,
+    groups: &[&'static dyn rustls::crypto::SupportedKxGroup],
+) -> Arc<rustls::ClientConfig> {
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: groups.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots(&proxy.ca))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Ask for 0-RTT on resumption: ferry must not take it.
+    config.enable_early_data = true;
+    Arc::new(config)
+}
+
+/// One HTTP/1.1 request on `tls` (reading the answer also takes in the
+/// session tickets the server sent after the handshake).
+async fn get_on(tls: &mut tokio_rustls::client::TlsStream<TcpStream>) -> String {
+    use tokio::io::AsyncWriteExt;
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = within(tls.read(&mut buf)).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn key_exchange_follows_the_client_and_resumption_has_no_0rtt() {
+    use rustls::NamedGroup;
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let backend = Backend::echo("b").await;
+    let proxy = TestProxy::start(&simple_config(backend.addr)).await;
+    let group = |tls: &tokio_rustls::client::TlsStream<TcpStream>| {
+        tls.get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .unwrap()
+            .name()
+    };
+    // Browsers list the post-quantum hybrid first and get it.
+    let pq = with_groups(&proxy, &[kx_group::X25519MLKEM768, kx_group::X25519]);
+    let mut tls = handshake(&proxy, pq.clone(), "localhost").await;
+    assert_eq!(group(&tls), NamedGroup::X25519MLKEM768);
+    assert!(get_on(&mut tls).await.starts_with("HTTP/1.1 200"));
+    for (offered, want) in [
+        (kx_group::X25519, NamedGroup::X25519),
+        (kx_group::SECP256R1, NamedGroup::secp256r1),
+        (kx_group::SECP384R1, NamedGroup::secp384r1),
+    ] {
+        let tls = handshake(&proxy, with_groups(&proxy, &[offered]), "localhost").await;
+        assert_eq!(group(&tls), want);
+    }
+    // Resumed with the ticket from the first connection, without early data.
+    let mut tls = handshake(&proxy, pq, "localhost").await;
+    assert_eq!(
+        tls.get_ref().1.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    assert!(!tls.get_ref().1.is_early_data_accepted());
+    assert!(get_on(&mut tls).await.starts_with("HTTP/1.1 200"));
 }
 
 fn roots(ca: &TestCa) -> rustls::RootCertStore {

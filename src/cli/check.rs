@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Format, load, out};
 use crate::app::{ConfigSource, StartError};
-use crate::config::{Config, ListenerKind, RouteAction};
+use crate::config::{ClientAuthMode, Config, ListenerKind, RouteAction};
 use crate::router::HostPattern;
 use crate::tls::certs::name_covers;
 use crate::tls::{CertError, LoadedCert, load_certificates};
@@ -254,6 +254,7 @@ fn summary(config: &Config, certs: &[LoadedCert], no_files: bool) -> String {
             };
             for c in &config.certificates {
                 let _ = writeln!(s, "  {} ({why})", c.cert.display());
+                client_auth_line(&mut s, c);
             }
         }
         for cert in certs {
@@ -265,6 +266,7 @@ fn summary(config: &Config, certs: &[LoadedCert], no_files: bool) -> String {
                 date(cert.info.not_after),
                 cert.info.remaining().as_secs() / 86_400
             );
+            client_auth_line(&mut s, &cert.config);
         }
     }
     let _ = writeln!(s, "upstreams:");
@@ -301,6 +303,21 @@ fn summary(config: &Config, certs: &[LoadedCert], no_files: bool) -> String {
         );
     }
     s
+}
+
+/// `      client certificates: required, from CA /etc/ferry/clients.pem`.
+fn client_auth_line(s: &mut String, c: &crate::config::CertificateConfig) {
+    if let Some(auth) = &c.client_auth {
+        let mode = match auth.mode {
+            ClientAuthMode::Required => "required",
+            ClientAuthMode::Optional => "optional",
+        };
+        let _ = writeln!(
+            s,
+            "      client certificates: {mode}, from CA {}",
+            auth.ca.display()
+        );
+    }
 }
 
 /// `YYYY-MM-DD` (UTC).

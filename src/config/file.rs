@@ -58,6 +58,8 @@ pub struct FileServer {
     pub workers: Option<Spanned<i64>>,
     pub access_log: Option<Spanned<FileAccessLog>>,
     pub pid_file: Option<Spanned<String>>,
+    pub tls_min_version: Option<Spanned<String>>,
+    pub hsts: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +83,8 @@ pub struct FileListen {
 pub struct FileCertificate {
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
+    pub client_ca: Option<Spanned<String>>,
+    pub client_auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +138,7 @@ pub struct FileRoute {
     pub request_headers: Option<Spanned<FileHeaderOps>>,
     pub response_headers: Option<Spanned<FileHeaderOps>>,
     pub websocket: Option<Spanned<FileWebSocket>>,
+    pub hsts: Option<Spanned<String>>,
 }
 
 /// `websocket = { ... }` on a route.

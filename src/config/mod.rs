@@ -95,6 +95,17 @@ pub struct ServerConfig {
     pub access_log: Option<AccessLogConfig>,
     /// Where `ferry run` writes its pid (for `ferry reload`).
     pub pid_file: Option<PathBuf>,
+    /// The oldest TLS version a client may use.
+    pub tls_min_version: TlsVersion,
+    /// `Strict-Transport-Security` for TLS responses of routes without their own.
+    pub hsts: Option<HeaderValue>,
+}
+
+/// A TLS protocol version, for `server.tls_min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +122,8 @@ impl Default for ServerConfig {
             workers: None,
             access_log: None,
             pid_file: None,
+            tls_min_version: TlsVersion::Tls12,
+            hsts: None,
         }
     }
 }
@@ -145,6 +158,26 @@ pub enum ListenerKind {
 pub struct CertificateConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates asked for in handshakes that get this certificate.
+    pub client_auth: Option<ClientAuthConfig>,
+}
+
+/// `client_ca` and `client_auth` on a `[[certificate]]`: mutual TLS for its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthConfig {
+    /// PEM file of the CA certificate(s) client certificates must chain to.
+    pub ca: PathBuf,
+    pub mode: ClientAuthMode,
+}
+
+/// Whether a client must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMode {
+    /// No valid certificate, no handshake.
+    Required,
+    /// Asked for; a client without one gets in (`X-Client-Verify: NONE`),
+    /// one with an invalid one does not.
+    Optional,
 }
 
 /// `[upstream.NAME]`: a group of servers speaking HTTP/1.1.
@@ -226,6 +259,8 @@ pub struct RouteConfig {
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub websocket: WebSocketConfig,
+    /// `Strict-Transport-Security` for this route's TLS responses (else `server.hsts`).
+    pub hsts: Option<HeaderValue>,
 }
 
 /// How WebSocket sessions on a route are kept and checked.

@@ -27,6 +27,10 @@ pub enum ProxyError {
     /// other than WebSocket.
     #[error("not implemented: {0}")]
     NotImplemented(&'static str),
+    /// The host is served with another client-certificate policy than the
+    /// name this TLS connection was made for: the client must connect anew.
+    #[error("the host has another client-certificate policy than this connection's TLS name")]
+    Misdirected,
     #[error("WebSocket origin `{origin}` is not in this route's allowed_origins")]
     OriginNotAllowed { origin: String },
     #[error("WebSocket handshake without an Origin header, and this route requires one")]
@@ -87,6 +91,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
                 StatusCode::FORBIDDEN
@@ -105,6 +110,7 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::BadRequest(_)
             | ProxyError::NotImplemented(_)
+            | ProxyError::Misdirected
             | ProxyError::OriginNotAllowed { .. }
             | ProxyError::OriginRequired
             | ProxyError::PayloadTooLarge { .. } => Side::Client,
@@ -166,6 +172,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no route for this host and path",
             ProxyError::BadRequest(why) | ProxyError::NotImplemented(why) => why,
+            ProxyError::Misdirected => "misdirected request: connect with this host's name",
             ProxyError::OriginNotAllowed { .. } => "origin not allowed",
             ProxyError::OriginRequired => "origin required",
             ProxyError::PayloadTooLarge { .. } => "request body too large",
@@ -216,6 +223,7 @@ mod tests {
             (ProxyError::NoRoute, 404, Side::Client),
             (ProxyError::BadRequest("missing Host"), 400, Side::Client),
             (ProxyError::NotImplemented("CONNECT"), 501, Side::Client),
+            (ProxyError::Misdirected, 421, Side::Client),
             (
                 ProxyError::OriginNotAllowed {
                     origin: "https://evil.test".into(),

@@ -9,6 +9,7 @@
 //!    the response head ([`Upstream::send`](crate::upstream::Upstream::send)).
 //! 3. **response** — hop-by-hop headers out, the route's `response_headers`,
 //!    the body streamed with a between-chunks timeout ([`response::from_upstream`]).
+//!    Over TLS, every answer (ferry's own too) gets the `hsts` header.
 //! 4. **log** — one line (and the metrics) when the body is done
 //!    ([`RequestContext::write`](super::context::RequestContext::write)).
 //!
@@ -28,6 +29,7 @@ use super::decision::{Action, Forward, decide};
 use super::error::ProxyError;
 use super::response::{self, wants_json};
 use super::{ConnInfo, State, websocket};
+use crate::config::ListenerKind;
 use crate::upstream::RequestBody;
 
 /// Serves one request. Never fails: errors become responses.
@@ -75,6 +77,10 @@ pub async fn handle(
             res
         }
     };
+    if ctx.conn.listener == ListenerKind::Tls {
+        // Every answer over TLS, ferry's own included (nginx's `add_header … always`).
+        response::set_hsts(res.headers_mut(), &state.config, ctx.route);
+    }
     // Phase 4 set-up: the context rides on the body and is logged when it ends.
     ctx.status = res.status();
     res.body_mut().set_context(ctx);

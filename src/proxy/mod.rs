@@ -33,6 +33,7 @@ use crate::access_log::AccessLog;
 use crate::config::{Config, ListenerKind};
 use crate::drain::{Streams, Watch};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::tls::ClientAuthScope;
 use crate::upstream::{ProxySource, Upstream};
 use decision::Inbound;
 
@@ -127,6 +128,9 @@ pub struct ConnInfo {
     pub drain: Watch,
     /// `TLSv1.3` or `TLSv1.2`; `None` for cleartext.
     pub tls_version: Option<&'static str>,
+    /// The client-certificate facts of a TLS connection, while any
+    /// certificate in use has client authentication.
+    pub client_auth: Option<ClientAuthScope>,
     /// Requests and tunnels open on this connection, for the HTTP/2 idle
     /// timeout (`None` on HTTP/1.1, whose idle limit is hyper's).
     pub streams: Option<Streams>,
@@ -151,6 +155,7 @@ impl ConnInfo {
             peer_value: &self.client_ip,
             listener: self.listener,
             https_port: self.https_port,
+            client_auth: self.client_auth.as_ref(),
         }
     }
 }

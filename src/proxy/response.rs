@@ -12,7 +12,7 @@ use super::body::ProxyBody;
 use super::decision::Handshake;
 use super::error::ProxyError;
 use super::headers;
-use crate::config::RouteConfig;
+use crate::config::{Config, RouteConfig};
 
 /// The upstream's response: hop-by-hop headers out, the route's
 /// `response_headers` in, the body streamed with `read_timeout` between chunks.
@@ -59,6 +59,19 @@ pub fn websocket_accepted(
     }
     *out.headers_mut() = headers;
     out
+}
+
+/// `Strict-Transport-Security` on a response over TLS: the route's `hsts`,
+/// else `server.hsts`. It replaces one the upstream (or `response_headers`)
+/// set, so the edge's policy is the one browsers see, once: with two, a
+/// browser keeps the first, which may not be the configured one.
+pub fn set_hsts(headers: &mut HeaderMap, config: &Config, route: Option<usize>) {
+    let hsts = route
+        .and_then(|r| config.routes[r].hsts.as_ref())
+        .or(config.server.hsts.as_ref());
+    if let Some(value) = hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
+    }
 }
 
 /// The content types of ferry's error answers (never cached: `no-store`).

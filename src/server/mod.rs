@@ -21,7 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use self::batch::BatchedWrites;
@@ -32,7 +33,7 @@ use crate::metrics::GaugeGuard;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::http::handle;
 use crate::proxy::{ConnInfo, LiveState};
-use crate::tls::{ALPN_H2, CertStore};
+use crate::tls::{ALPN_H2, CertStore, ClientAuthScope, ClientCert};
 
 /// A listening socket and what it is for.
 #[derive(Debug)]
@@ -109,12 +110,9 @@ pub async fn serve(
     drop(state);
     let drain = Drain::new();
     for listener in listeners {
-        let acceptor = match listener.config.kind {
+        let tls = match listener.config.kind {
             ListenerKind::Tls => match &shared.tls {
-                Some(resolver) => Some(TlsAcceptor::from(crate::tls::server_config(
-                    resolver.clone(),
-                    listener.config.http2,
-                ))),
+                Some(store) => Some(store.clone()),
                 None => {
                     tracing::error!(listen.addr = %listener.local_addr(), "TLS listener without certificates; not serving it");
                     continue;
@@ -124,7 +122,7 @@ pub async fn serve(
         };
         tokio::spawn(accept_loop(
             listener,
-            acceptor,
+            tls,
             shared.clone(),
             limit.clone(),
             drain.watch(),
@@ -144,7 +142,7 @@ pub async fn serve(
 
 async fn accept_loop(
     bound: BoundListener,
-    acceptor: Option<TlsAcceptor>,
+    tls: Option<Arc<CertStore>>,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     mut watch: Watch,
@@ -154,7 +152,7 @@ async fn accept_loop(
     let listener = Arc::new(Listener {
         config: bound.config.clone(),
         label: addr.to_string(),
-        acceptor,
+        tls,
         rejections: LogLimiter::new(REJECTION_LOG_PERIOD),
     });
     tracing::info!(listen.addr = %addr, kind = ?kind, "listening");
@@ -207,7 +205,8 @@ struct Listener {
     config: ListenerConfig,
     /// The bound address, for metrics labels (a configured port 0 becomes the real one).
     label: String,
-    acceptor: Option<TlsAcceptor>,
+    /// Where a TLS listener's handshakes get their configuration.
+    tls: Option<Arc<CertStore>>,
     /// Connections refused over their PROXY header: one info line per period.
     rejections: LogLimiter,
 }
@@ -239,7 +238,7 @@ async fn serve_connection(
     } else {
         (peer, local)
     };
-    let conn = |kind, tls_version, streams, drain| {
+    let conn = |kind, tls_version, client_auth, streams, drain| {
         Arc::new(ConnInfo {
             client,
             client_ip: crate::proxy::headers::ip_value(client.ip()),
@@ -248,12 +247,14 @@ async fn serve_connection(
             https_port,
             drain,
             tls_version,
+            client_auth,
             streams,
         })
     };
-    match (listener.config.kind, listener.acceptor.clone()) {
-        (ListenerKind::Tls, Some(acceptor)) => {
-            let Some(tls) = handshake(stream, &acceptor, &listener, &shared, &mut watch).await
+    match (listener.config.kind, listener.tls.clone()) {
+        (ListenerKind::Tls, Some(store)) => {
+            let Some((tls, client_auth)) =
+                handshake(stream, &store, &listener, &shared, &mut watch).await
             else {
                 return;
             };
@@ -264,7 +265,13 @@ async fn serve_connection(
                 _ => None,
             };
             let streams = h2.then(Streams::default);
-            let info = conn(ListenerKind::Tls, tls_version, streams, watch.clone());
+            let info = conn(
+                ListenerKind::Tls,
+                tls_version,
+                client_auth,
+                streams,
+                watch.clone(),
+            );
             let streams = info.streams.clone().unwrap_or_default();
             let svc = proxy_service(shared.live.clone(), info);
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
@@ -283,7 +290,7 @@ async fn serve_connection(
         }
         (kind, _) => {
             // Plain HTTP/1.1: proxying, or the redirect to https.
-            let info = conn(kind, None, None, watch.clone());
+            let info = conn(kind, None, None, None, watch.clone());
             let svc = proxy_service(shared.live.clone(), info);
             let protocol = if kind == ListenerKind::RedirectHttps {
                 "redirect"
@@ -364,36 +371,64 @@ async fn proxy_header(
 }
 
 /// The TLS handshake, within `server.handshake_timeout`; counted in the
-/// metrics either way. `None`: it failed, or a shutdown began.
+/// metrics either way. The ClientHello is read first: its SNI name picks the
+/// certificate and with it the client-certificate policy (rustls has one
+/// verifier per configuration). `None`: it failed, or a shutdown began.
 async fn handshake(
     stream: TcpStream,
-    acceptor: &TlsAcceptor,
+    store: &CertStore,
     listener: &Listener,
     shared: &Shared,
     watch: &mut Watch,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+) -> Option<(TlsStream<TcpStream>, Option<ClientAuthScope>)> {
     let (metrics, handshake_timeout) = {
         let state = shared.live.load();
         (state.metrics.clone(), state.config.server.handshake_timeout)
     };
     let listen = &listener.label;
-    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+    let http2 = listener.config.http2;
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let accepting = store.accept(start.client_hello().server_name(), http2);
+        let tls = start.into_stream(accepting.config).await?;
+        Ok::<_, io::Error>((tls, accepting.client_auth))
+    };
     let tls = tokio::select! {
-        result = handshake => result,
+        result = tokio::time::timeout(handshake_timeout, handshake) => result,
         () = watch.signaled() => return None,
     };
     match tls {
-        Ok(Ok(tls)) => {
+        Ok(Ok((tls, mut client_auth))) => {
             metrics.tls_handshake(listen);
-            Some(tls)
+            if let Some(scope) = client_auth.as_mut().filter(|s| s.mode().is_some()) {
+                // Verified by rustls (or absent, when optional).
+                scope.cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(<[_]>::first)
+                    .map(ClientCert::from_der);
+            }
+            Some((tls, client_auth))
         }
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, "TLS handshake failed");
+            let client_cert = e
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rustls::Error::NoCertificatesPresented
+                            | rustls::Error::InvalidCertificate(_)
+                    )
+                });
             let reason = match e.kind() {
+                _ if client_cert => "client_certificate",
                 io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => "client_closed",
                 io::ErrorKind::InvalidData => "protocol",
                 _ => "io",
             };
+            tracing::debug!(error = %e, reason, "TLS handshake failed");
             metrics.tls_failure(listen, reason);
             None
         }

@@ -8,6 +8,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+use super::client_auth::LoadedClientAuth;
 use crate::config::CertificateConfig;
 
 /// Why a `[[certificate]]` could not be used.
@@ -42,12 +43,28 @@ pub enum CertError {
         #[source]
         source: rustls::Error,
     },
+    #[error("client_ca {}: `{subject}` is not a CA certificate (no basicConstraints CA:TRUE); give the CA that issues the client certificates, not a client certificate", path.display())]
+    NotCa { path: PathBuf, subject: String },
+    #[error("client_ca {}: cannot use it as a trust anchor: {source}", path.display())]
+    BadTrustAnchor {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("client_ca {}: {source}", path.display())]
+    ClientVerifier {
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 /// A certificate's DER that x509-parser cannot read.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct X509ParseError(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>);
+pub struct X509ParseError(
+    #[source] pub(super) x509_parser::nom::Err<x509_parser::error::X509Error>,
+);
 
 /// What a certificate says about itself, for SNI and for `ferry check`.
 #[derive(Debug, Clone)]
@@ -83,6 +100,8 @@ pub struct LoadedCert {
     pub config: CertificateConfig,
     pub key: Arc<CertifiedKey>,
     pub info: CertInfo,
+    /// Present when the certificate has a `client_ca`: its names need client certificates.
+    pub client_auth: Option<LoadedClientAuth>,
 }
 
 /// Loads every `[[certificate]]`; returns all failures, not just the first.
@@ -109,14 +128,21 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
     })
 }
 
-/// Loads one chain + key from PEM files and checks that they belong together.
+/// Loads one chain + key from PEM files and checks that they belong
+/// together; and its `client_ca`, if it has one.
 pub fn load_one(c: &CertificateConfig) -> Result<LoadedCert, CertError> {
     let cert_pem = read(&c.cert)?;
     let key_pem = read(&c.key)?;
-    load_pem(c.clone(), &cert_pem, &key_pem)
+    let mut loaded = load_pem(c.clone(), &cert_pem, &key_pem)?;
+    loaded.client_auth = c
+        .client_auth
+        .as_ref()
+        .map(super::client_auth::load)
+        .transpose()?;
+    Ok(loaded)
 }
 
-/// Like [`load_one`], from bytes already read.
+/// Like [`load_one`], from bytes already read: the chain and key only (no `client_ca`).
 pub fn load_pem(
     c: CertificateConfig,
     cert_pem: &[u8],
@@ -157,6 +183,7 @@ pub fn load_pem(
         config: c,
         key: Arc::new(key),
         info,
+        client_auth: None,
     })
 }
 

@@ -98,6 +98,49 @@ pub fn issue_leaf(ca: &PemPair, names: &[String]) -> Result<PemPair, rcgen::Erro
     })
 }
 
+/// A client certificate (for mutual TLS) signed by `ca`: subject `CN=common_name`
+/// under the CA's organisation, clientAuth EKU, 1 year validity. `names` become
+/// subjectAltNames: `a@b` an email, `x://y` a URI, an address an IP, else a DNS name.
+pub fn issue_client(
+    ca: &PemPair,
+    common_name: &str,
+    names: &[String],
+) -> Result<PemPair, rcgen::Error> {
+    use rcgen::SanType;
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    for name in names {
+        let san = if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+            SanType::IpAddress(ip)
+        } else if name.contains("://") {
+            SanType::URI(name.as_str().try_into()?)
+        } else if name.contains('@') {
+            SanType::Rfc822Name(name.as_str().try_into()?)
+        } else {
+            SanType::DnsName(name.as_str().try_into()?)
+        };
+        params.subject_alt_names.push(san);
+    }
+    let mut dn = DistinguishedName::new();
+    // In the order certificates list them: RFC 4514 prints it reversed, CN first.
+    dn.push(DnType::OrganizationName, "ferry development CA");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(365);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(PemPair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
 /// Paths of the development CA and leaf in a directory.
 #[derive(Debug, Clone)]
 pub struct DevCerts {
@@ -173,6 +216,7 @@ fn leaf_is_usable(paths: &DevCerts) -> bool {
     let config = crate::config::CertificateConfig {
         cert: paths.cert.clone(),
         key: paths.key.clone(),
+        client_auth: None,
     };
     match crate::tls::certs::load_one(&config) {
         Ok(leaf) => leaf.info.remaining() > std::time::Duration::from_secs(30 * 86_400),
@@ -223,6 +267,7 @@ mod tests {
         let cfg = CertificateConfig {
             cert: "leaf.pem".into(),
             key: "leaf-key.pem".into(),
+            client_auth: None,
         };
         let loaded =
             crate::tls::certs::load_pem(cfg, leaf.cert.as_bytes(), leaf.key.as_bytes()).unwrap();
@@ -240,6 +285,7 @@ mod tests {
         let cfg = CertificateConfig {
             cert: "a.pem".into(),
             key: "b-key.pem".into(),
+            client_auth: None,
         };
         let err =
             crate::tls::certs::load_pem(cfg, a.cert.as_bytes(), b.key.as_bytes()).unwrap_err();

@@ -1,7 +1,9 @@
-//! TLS: loading certificates ([`certs`]), choosing one by SNI ([`resolver`]),
-//! and the local development CA ([`dev`]).
+//! TLS: loading certificates ([`certs`]), choosing one and the
+//! client-certificate policy by SNI ([`resolver`]), mutual TLS
+//! ([`client_auth`]), and the local development CA ([`dev`]).
 
 pub mod certs;
+pub mod client_auth;
 pub mod dev;
 pub mod resolver;
 
@@ -9,9 +11,12 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::crypto::aws_lc_rs;
+use rustls::server::danger::ClientCertVerifier;
 
+use crate::config::TlsVersion;
 pub use certs::{CertError, CertInfo, LoadedCert, expiries, load_certificates};
-pub use resolver::{CertStore, SniResolver};
+pub use client_auth::ClientCert;
+pub use resolver::{Accepting, CertStore, ClientAuthScope, SniResolver};
 
 /// ALPN protocol id for HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
@@ -48,24 +53,58 @@ fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
     })
 }
 
-/// A rustls server configuration: TLS 1.2 and 1.3, SNI by `resolver`,
-/// ALPN `h2` (when `http2`) and `http/1.1`, stateless resumption tickets,
-/// and the server's cipher order (see [`server_provider`]).
-pub fn server_config(resolver: Arc<CertStore>, http2: bool) -> Arc<ServerConfig> {
-    let mut config = ServerConfig::builder_with_provider(server_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+/// Session resumption state: stateless tickets (TLS 1.3, and TLS 1.2
+/// clients that ask for them) and a cache of TLS 1.2 session IDs.
+#[derive(Debug, Clone)]
+pub(crate) struct Resumption {
+    /// `None` if aws-lc-rs could not make ticket keys (then: session IDs only).
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
+
+impl Resumption {
+    pub(crate) fn new() -> Resumption {
+        Resumption {
+            ticketer: aws_lc_rs::Ticketer::new().ok(),
+            sessions: rustls::server::ServerSessionMemoryCache::new(4096),
+        }
+    }
+}
+
+/// A rustls server configuration: TLS 1.3, and 1.2 unless `min` is 1.3;
+/// certificates by SNI from `resolver`; ALPN `h2` (when `http2`) and
+/// `http/1.1`; client certificates checked by `client_auth`, if given;
+/// resumption from `resumption`; the server's cipher order (see
+/// [`server_provider`]). No 0-RTT: rustls accepts early data only when
+/// `max_early_data_size` is raised, and it stays 0.
+fn server_config(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    http2: bool,
+    min: TlsVersion,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+    resumption: &Resumption,
+) -> Arc<ServerConfig> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = ServerConfig::builder_with_provider(server_provider())
+        .with_protocol_versions(versions)
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3");
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = if http2 {
         vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
     } else {
         vec![ALPN_HTTP11.to_vec()]
     };
-    if let Ok(ticketer) = aws_lc_rs::Ticketer::new() {
-        config.ticketer = ticketer;
+    if let Some(ticketer) = &resumption.ticketer {
+        config.ticketer = ticketer.clone();
     }
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    config.session_storage = resumption.sessions.clone();
     config.ignore_client_order = true;
     Arc::new(config)
 }

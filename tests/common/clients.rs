@@ -21,6 +21,16 @@ pub enum Proto {
     H2,
 }
 
+impl Proto {
+    /// The ALPN list a client of this protocol offers.
+    pub fn alpn(self) -> &'static [&'static [u8]] {
+        match self {
+            Proto::H1 => &[b"http/1.1"],
+            Proto::H2 => &[b"h2"],
+        }
+    }
+}
+
 pub type TestBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub fn body(bytes: impl Into<Bytes>) -> TestBody {
@@ -41,17 +51,34 @@ pub enum Client {
 
 impl Client {
     pub async fn tls(addr: SocketAddr, ca: &TestCa, proto: Proto, sni: &str) -> Client {
-        let tcp = within(TcpStream::connect(addr)).await.unwrap();
-        Self::tls_over(tcp, ca, proto, sni).await
+        Self::tls_with(addr, ca.client_config(proto.alpn()), proto, sni).await
     }
 
     /// TLS over a connection the test opened (and perhaps wrote a PROXY protocol header on).
     pub async fn tls_over(tcp: TcpStream, ca: &TestCa, proto: Proto, sni: &str) -> Client {
-        let alpn: &[&[u8]] = match proto {
-            Proto::H1 => &[b"http/1.1"],
-            Proto::H2 => &[b"h2"],
-        };
-        let connector = tokio_rustls::TlsConnector::from(ca.client_config(alpn));
+        Self::tls_with_over(tcp, ca.client_config(proto.alpn()), proto, sni).await
+    }
+
+    /// [`tls`](Self::tls) with a client config of the test's own (a client
+    /// certificate, say); it must offer `proto`'s ALPN.
+    pub async fn tls_with(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        proto: Proto,
+        sni: &str,
+    ) -> Client {
+        let tcp = within(TcpStream::connect(addr)).await.unwrap();
+        Self::tls_with_over(tcp, config, proto, sni).await
+    }
+
+    async fn tls_with_over(
+        tcp: TcpStream,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        proto: Proto,
+        sni: &str,
+    ) -> Client {
+        let alpn = proto.alpn();
+        let connector = tokio_rustls::TlsConnector::from(config);
         let name = ServerName::try_from(sni.to_owned()).unwrap();
         let tls = within(connector.connect(name, tcp))
             .await

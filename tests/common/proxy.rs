@@ -45,7 +45,11 @@ impl TestProxy {
     /// Starts ferry from a real file (`proxy.toml` in the CA's temp dir), so
     /// that reloads and the file watcher work.
     pub async fn start_file(toml: &str) -> TestProxy {
-        let ca = TestCa::new();
+        Self::start_file_with(toml, TestCa::new()).await
+    }
+
+    /// [`start_file`](Self::start_file) with a CA (and its directory) the test already made.
+    pub async fn start_file_with(toml: &str, ca: TestCa) -> TestProxy {
         let path = ca.dir.path().join("proxy.toml");
         std::fs::write(&path, Self::fill(toml, &ca)).unwrap();
         let ferry = Ferry::bind_file(&path).await.expect("ferry binds");

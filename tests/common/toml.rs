@@ -112,11 +112,22 @@ impl ProxyToml {
 
     /// A `[[certificate]]` from these files; the first one added is the
     /// default for clients without SNI.
-    pub fn certificate(mut self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> ProxyToml {
-        self.certificates.push(certificate(
+    pub fn certificate(self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> ProxyToml {
+        self.certificate_with(cert, key, "")
+    }
+
+    /// [`certificate`](Self::certificate) with more keys (`client_ca = ...`).
+    pub fn certificate_with(
+        mut self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        keys: &str,
+    ) -> ProxyToml {
+        let block = certificate(
             &cert.as_ref().display().to_string(),
             &key.as_ref().display().to_string(),
-        ));
+        );
+        self.certificates.push(join([block.as_str(), keys]) + "\n");
         self
     }
 

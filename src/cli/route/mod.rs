@@ -235,6 +235,7 @@ impl<'a> Report<'a> {
                 peer_value: &peer_value,
                 listener: l.kind,
                 https_port: config.https_port(),
+                client_auth: None,
             };
             decide(config, &inbound, &mut head)
         });

@@ -133,6 +133,7 @@ fn certificate_coverage() {
     let config = crate::config::CertificateConfig {
         cert: "other.pem".into(),
         key: "other-key.pem".into(),
+        client_auth: None,
     };
     let cert =
         crate::tls::certs::load_pem(config, leaf.cert.as_bytes(), leaf.key.as_bytes()).unwrap();

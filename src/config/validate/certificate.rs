@@ -19,9 +19,11 @@ pub(super) fn build(
 ) -> Vec<CertificateConfig> {
     let certificates: Vec<_> = file
         .iter()
-        .map(|c| CertificateConfig {
+        .enumerate()
+        .map(|(i, c)| CertificateConfig {
             cert: base.join(c.get_ref().cert.get_ref()),
             key: base.join(c.get_ref().key.get_ref()),
+            client_auth: super::tls::client_auth(p, c.get_ref(), i, base),
         })
         .collect();
     if certificates.is_empty() && listeners.iter().any(|l| l.kind == ListenerKind::Tls) {

@@ -130,7 +130,7 @@ proxy_cache_off = true
         let want = [
             "2:1: sever: unknown key `sever` | did you mean `server`?",
             "6:1: admin.adr: unknown key `adr` | did you mean `addr`?",
-            "9:1: server.shutdown: unknown key `shutdown` | known keys here: `trusted_proxies`, `shutdown_grace`, `handshake_timeout`, `header_read_timeout`, `idle_timeout`, `max_header_size`, `forwarded_header`, `max_connections`, `workers`, `access_log`, `pid_file`",
+            "9:1: server.shutdown: unknown key `shutdown` | known keys here: `trusted_proxies`, `shutdown_grace`, `handshake_timeout`, `header_read_timeout`, `idle_timeout`, `max_header_size`, `forwarded_header`, `max_connections`, `workers`, `access_log`, `pid_file`, `tls_min_version`, `hsts`",
             "10:16: server.access_log.formt: unknown key `formt` | did you mean `format`?",
             "14:1: listen[0].tsl: unknown key `tsl` | known keys here: `addr`, `tls`, `redirect_https`, `http2`, `websocket_over_http2`, `proxy_protocol`",
             "19:1: certificate[0].certs: unknown key `certs` | did you mean `cert`?",
@@ -140,7 +140,7 @@ proxy_cache_off = true
             "30:21: route[0].request_headers.sett: unknown key `sett` | did you mean `set`?",
             "31:22: route[0].response_headers.remov: unknown key `remov` | did you mean `remove`?",
             "32:15: route[0].websocket.ping_intervall: unknown key `ping_intervall` | did you mean `ping_interval`?",
-            "33:1: route[0].proxy_cache_off: unknown key `proxy_cache_off` | known keys here: `name`, `hosts`, `path_prefix`, `path_exact`, `path_regex`, `upstream`, `redirect`, `read_timeout`, `max_body_size`, `request_headers`, `response_headers`, `websocket`",
+            "33:1: route[0].proxy_cache_off: unknown key `proxy_cache_off` | known keys here: `name`, `hosts`, `path_prefix`, `path_exact`, `path_regex`, `upstream`, `redirect`, `read_timeout`, `max_body_size`, `request_headers`, `response_headers`, `websocket`, `hsts`",
         ];
         assert_eq!(got, want);
         let top = problems(&format!("zzzzzzzz = 1\n{MINIMAL}"));

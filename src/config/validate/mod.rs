@@ -11,6 +11,7 @@ mod keys;
 mod listen;
 mod route;
 mod server;
+mod tls;
 mod upstream;
 mod values;
 
@@ -139,6 +140,8 @@ trusted_proxies = ["10.0.0.0/8"]
 shutdown_grace = "30s"
 access_log = { format = "json", path = "access.log", query = true }
 pid_file = "ferry.pid"
+tls_min_version = "1.2"
+hsts = "max-age=63072000; includeSubDomains"
 handshake_timeout = "10s"
 header_read_timeout = "30s"
 idle_timeout = "3m"
@@ -160,6 +163,8 @@ redirect_https = true
 [[certificate]]
 cert = "c.pem"
 key = "k.pem"
+client_ca = "client-ca.pem"
+client_auth = "optional"
 
 [upstream.backend]
 servers = ["http://backend:8000", { addr = "backend2:8000", weight = 3 }]
@@ -189,6 +194,7 @@ upstream = "backend"
 read_timeout = "2m"
 request_headers = { set = { "X-A" = "1" }, add = { "X-B" = "2" }, remove = ["X-C"] }
 response_headers = { set = { "X-D" = "1" }, add = {}, remove = [] }
+hsts = "max-age=31536000"
 websocket = { idle_timeout = "1h", max_lifetime = "12h", ping_interval = "30s", allowed_origins = ["https://*.example.com", "http://localhost:5173"], require_origin = true }
 
 [[route]]

@@ -70,6 +70,10 @@ fn build_route(
     let request_headers = header_ops(p, &f.request_headers, &format!("{key}.request_headers"));
     let response_headers = header_ops(p, &f.response_headers, &format!("{key}.response_headers"));
     let websocket = websocket(p, &f.websocket, &format!("{key}.websocket"));
+    let hsts = f
+        .hsts
+        .as_ref()
+        .and_then(|v| super::tls::hsts(p, v, &format!("{key}.hsts")));
     if f.websocket.is_some() && f.redirect.is_some() {
         p.push(
             f.websocket.as_ref().map(Spanned::span),
@@ -87,6 +91,7 @@ fn build_route(
         request_headers,
         response_headers,
         websocket,
+        hsts,
     }
 }
 

@@ -66,6 +66,13 @@ pub(super) fn build(
         .as_ref()
         .and_then(|a| build_access_log(a, base, p));
     server.pid_file = f.pid_file.as_ref().map(|s| base.join(s.get_ref()));
+    if let Some(v) = &f.tls_min_version {
+        server.tls_min_version = super::tls::min_version(p, v).unwrap_or(server.tls_min_version);
+    }
+    server.hsts = f
+        .hsts
+        .as_ref()
+        .and_then(|v| super::tls::hsts(p, v, "server.hsts"));
     server
 }
 

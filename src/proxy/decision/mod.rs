@@ -8,13 +8,15 @@
 //!    missing or malformed `Host`, or `:authority` and `host` that disagree
 //!    (400); then the URI's authority (HTTP/2 `:authority`, HTTP/1.1
 //!    absolute-form) or the `Host` header; a path with NUL or a backslash (400).
+//!    On a TLS connection, a host whose name has another client-certificate
+//!    policy than the handshake's name gets 421 ([`client_cert`]).
 //! 2. **listener** — a `redirect_https` listener answers 308 to the same URL over https.
 //! 3. **route** — the first matching `[[route]]` in file order, or 404.
 //! 4. **redirect** — a redirect route answers here.
 //! 5. **checks** — a WebSocket handshake's `Origin` against the route's
 //!    `allowed_origins` (403); a declared body over `max_body_size` (413).
-//! 6. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` in, the
-//!    route's `request_headers`, HTTP/1.1 in origin-form; a WebSocket handshake
+//! 6. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` and
+//!    the client certificate's `X-Client-*` in, the route's `request_headers`, HTTP/1.1 in origin-form; a WebSocket handshake
 //!    (HTTP/1.1 or HTTP/2's extended CONNECT) is always an HTTP/1.1 upgrade.
 
 use std::net::IpAddr;
@@ -28,7 +30,9 @@ use http::{Method, StatusCode, Uri, Version};
 use super::error::ProxyError;
 use super::headers::{self, Forwarded};
 use crate::config::{Config, ListenerKind, RouteAction, RouteConfig};
+use crate::tls::ClientAuthScope;
 
+pub mod client_cert;
 mod target;
 mod websocket;
 pub use websocket::{Handshake, OriginCheck, WebSocket, websocket_handshake};
@@ -43,6 +47,8 @@ pub struct Inbound<'a> {
     pub listener: ListenerKind,
     /// Where a `redirect_https` listener sends clients (`None`: 443).
     pub https_port: Option<u16>,
+    /// A TLS connection's client-certificate facts, while any certificate has client auth.
+    pub client_auth: Option<&'a ClientAuthScope>,
 }
 
 impl Inbound<'_> {
@@ -125,6 +131,10 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
     decision.host = Some(host.clone());
     if let Err(e) = target::path(head) {
         decision.action = Action::Refuse(e);
+        return decision;
+    }
+    if client_cert::misdirected(inbound.client_auth, host.as_str()) {
+        decision.action = Action::Refuse(ProxyError::Misdirected);
         return decision;
     }
 
@@ -261,6 +271,7 @@ fn upstream_head(
             rfc7239: config.server.forwarded_header,
         },
     );
+    client_cert::set_headers(h, inbound.client_auth);
     route.request_headers.apply(h);
     if websocket.is_some() {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

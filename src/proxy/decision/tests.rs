@@ -55,6 +55,7 @@ fn decide_from(peer: &str, listener: ListenerKind, mut head: Parts) -> (Decision
         peer_value: &headers::ip_value(peer),
         listener,
         https_port: Some(8443),
+        client_auth: None,
     };
     let decision = decide(&config(), &inbound, &mut head);
     (decision, head)
@@ -402,6 +403,7 @@ fn rfc7239_forwarded_is_appended_when_asked_for() {
             peer_value: &headers::ip_value(peer),
             listener: ListenerKind::Tls,
             https_port: None,
+            client_auth: None,
         };
         let mut h = head("GET", "/api", sent);
         decide(&config, &inbound, &mut h);
