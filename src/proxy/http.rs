@@ -9,8 +9,8 @@
 //!    the response head ([`Upstream::send`](crate::upstream::Upstream::send)).
 //! 3. **response** — hop-by-hop headers out, the route's `response_headers`,
 //!    the body streamed with a between-chunks timeout ([`response::from_upstream`]).
-//! 4. **log** — one line (and the metrics) when the body is done
-//!    ([`RequestContext::write`](super::context::RequestContext::write)).
+//! 4. **log** — one record (and the metrics) when the body is done, or when
+//!    the client abandons the request ([`RequestContext`]'s `Drop`).
 //!
 //! Errors from any phase are answered by [`response::error`], with the status
 //! [`ProxyError::status`] picks: the one place that does.
@@ -76,7 +76,7 @@ pub async fn handle(
         }
     };
     // Phase 4 set-up: the context rides on the body and is logged when it ends.
-    ctx.status = res.status();
+    ctx.status = Some(res.status());
     res.body_mut().set_context(ctx);
     res
 }
