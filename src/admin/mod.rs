@@ -100,10 +100,14 @@ async fn guarded(
 }
 
 fn refuse(refusal: Refusal, peer: SocketAddr, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let host = req.headers().get(header::HOST);
-    let origin = req.headers().get(header::ORIGIN);
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .map_or("-", |v| v.to_str().unwrap_or("(not text)"))
+    };
+    let (host, origin) = (header(header::HOST), header(header::ORIGIN));
     tracing::warn!(target: "ferry::admin", reason = refusal.reason(), client.addr = %peer, method = %req.method(),
-        path = req.uri().path(), host = ?host, origin = ?origin, status = refusal.status().as_u16(), "admin request refused");
+        path = req.uri().path(), host, origin, status = refusal.status().as_u16(), "admin request refused");
     let mut res = reply(
         refusal.status(),
         "text/plain",
