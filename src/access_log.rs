@@ -384,4 +384,36 @@ mod tests {
         );
         assert_eq!(now_rfc3339().len(), 24);
     }
+
+    #[test]
+    fn every_record_has_every_key_and_the_docs_list_them() {
+        let json = RequestRecord::default().render(AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = REQUEST_KEYS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "serde_json sorts keys");
+        assert!(v["status"].is_null() && v["route"].is_null(), "{v}");
+        let json = WebSocketRecord::default().render(AccessLogFormat::Json);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), WEBSOCKET_KEYS.len());
+        assert!(v["origin"].is_null());
+
+        let docs = include_str!("../docs/operations.md");
+        let (requests, sessions) = docs
+            .split_once("#### WebSocket session records")
+            .expect("docs/operations.md has the session records section");
+        for key in REQUEST_KEYS {
+            assert!(
+                requests.contains(&format!("| `{key}` |")),
+                "docs: request field `{key}`"
+            );
+        }
+        for key in WEBSOCKET_KEYS {
+            assert!(
+                sessions.contains(&format!("`{key}`")),
+                "docs: session field `{key}`"
+            );
+        }
+    }
 }
