@@ -27,6 +27,8 @@ pub enum StartError {
     DevCert(#[from] DevCertError),
     #[error("cannot open the access log: {0}")]
     AccessLog(#[source] std::io::Error),
+    #[error(transparent)]
+    AdminToken(#[from] crate::config::AdminTokenError),
 }
 
 fn list(errors: &[CertError]) -> String {
@@ -68,6 +70,10 @@ impl Ferry {
             load_certificates(&config.certificates).map_err(StartError::Certificates)?;
         let certs = CertStore::new(&certificates, config.server.tls_min_version).map(Arc::new);
         let listeners = server::bind(&config.listeners).await?;
+        if let Some(token) = config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+            // A token that cannot be read would lock the admin listener: say so now.
+            token.resolve()?;
+        }
         let admin = match &config.admin {
             Some(a) => Some(
                 tokio::net::TcpListener::bind(a.addr)
@@ -137,11 +143,13 @@ impl Ferry {
     /// While serving, changes to the config file and certificates are reloaded.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let watcher = tokio::spawn(crate::reload::FileWatch::start(self.reloader.clone()).run());
-        let admin = self.admin.map(|listener| {
+        let admin_config = self.live.load().config.admin.clone();
+        let admin = self.admin.zip(admin_config).map(|(listener, config)| {
             let admin = crate::admin::Admin {
                 live: self.live.clone(),
                 reloader: self.reloader.clone(),
                 draining: self.draining.clone(),
+                config,
             };
             tokio::spawn(crate::admin::serve(listener, admin))
         });

@@ -75,6 +75,7 @@ struct CertLabel {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteStatus, Counter>,
+    requests_aborted: Family<RouteLabel, Counter>,
     request_duration: Family<RouteLabel, Histogram>,
     upstream_duration: Family<UpstreamLabel, Histogram>,
     upstream_errors: Family<UpstreamError, Counter>,
@@ -117,7 +118,14 @@ impl Default for Metrics {
 }
 
 /// Each metric's name (after the `ferry_` prefix) and help text.
-const REQUESTS: (&str, &str) = ("requests", "Requests answered, by route and status class");
+const REQUESTS: (&str, &str) = (
+    "requests",
+    "Requests answered, by route and status class (aborted: the client left before any answer)",
+);
+const REQUESTS_ABORTED: (&str, &str) = (
+    "requests_aborted",
+    "Requests the client abandoned before the response ended, by route",
+);
 const REQUEST_DURATION: (&str, &str) = (
     "request_duration_seconds",
     "Time from request head to the end of the response body, by route",
@@ -170,6 +178,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("ferry");
         Metrics {
             requests: add(&mut r, REQUESTS, Family::default()),
+            requests_aborted: add(&mut r, REQUESTS_ABORTED, Family::default()),
             request_duration: add(&mut r, REQUEST_DURATION, histograms()),
             upstream_duration: add(&mut r, UPSTREAM_DURATION, histograms()),
             upstream_errors: add(&mut r, UPSTREAM_ERRORS, Family::default()),
@@ -209,7 +218,11 @@ impl Metrics {
                 by_class("3xx"),
                 by_class("4xx"),
                 by_class("5xx"),
+                by_class("aborted"),
             ],
+            aborted: self.requests_aborted.get_or_create_owned(&RouteLabel {
+                route: route.to_owned(),
+            }),
             duration: self.request_duration.get_or_create_owned(&RouteLabel {
                 route: route.to_owned(),
             }),
@@ -336,16 +349,38 @@ fn close_code_label(code: u16) -> &'static str {
 /// One route's counters.
 #[derive(Debug, Clone)]
 pub struct RouteMetrics {
-    by_class: [Counter; 5],
+    /// `1xx` … `5xx`, then `aborted`.
+    by_class: [Counter; 6],
+    aborted: Counter,
     duration: Histogram,
     pub ws_active: Gauge,
 }
 
 impl RouteMetrics {
-    pub fn request(&self, status: u16, seconds: f64) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
+    /// A request that ended after `seconds`: `status` is what the client was
+    /// sent (`None` when it left before any answer, counted as
+    /// `status_class="aborted"`); `aborted` when it left before the end of
+    /// the response.
+    pub fn request(&self, status: Option<u16>, aborted: bool, seconds: f64) {
+        self.count(status);
+        if aborted {
+            self.aborted.inc();
+        }
         self.duration.observe(seconds);
+    }
+
+    /// A request refused before ferry saw it whole (by the HTTP/1.1 parser):
+    /// counted, but with no duration to observe.
+    pub fn refused(&self, status: u16) {
+        self.count(Some(status));
+    }
+
+    fn count(&self, status: Option<u16>) {
+        let class = match status {
+            Some(status) => usize::from(status / 100).clamp(1, 5) - 1,
+            None => 5,
+        };
+        self.by_class[class].inc();
     }
 }
 
@@ -400,14 +435,16 @@ mod tests {
     fn exposition_has_bounded_labels() {
         let m = Metrics::new();
         let api = m.route("api");
-        api.request(200, 0.01);
-        api.request(502, 0.2);
+        api.request(Some(200), false, 0.01);
+        api.request(Some(502), false, 0.2);
+        api.request(None, true, 0.3);
+        api.request(Some(200), true, 0.3);
         m.websocket_ended("ws", 4321, "client");
         m.websocket_ended("ws", 1011, "upstream");
         m.reload(true, 2);
         let text = m.encode();
         assert!(
-            text.contains("ferry_requests_total{route=\"api\",status_class=\"2xx\"} 1"),
+            text.contains("ferry_requests_total{route=\"api\",status_class=\"2xx\"} 2"),
             "{text}"
         );
         assert!(
@@ -415,6 +452,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("close_code=\"application\""), "{text}");
+        assert!(
+            text.contains("ferry_requests_total{route=\"api\",status_class=\"aborted\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_requests_aborted_total{route=\"api\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("ferry_config_generation 2"), "{text}");
     }
 }

@@ -134,8 +134,10 @@ impl Reloader {
         if listeners(was) != listeners(now) {
             pending.push("[[listen]]");
         }
-        if was.admin != now.admin {
-            pending.push("[admin]");
+        // `hosts` and the token apply at once (the admin reads them live).
+        let admin_addr = |c: &Config| c.admin.as_ref().map(|a| a.addr);
+        if admin_addr(was) != admin_addr(now) {
+            pending.push("[admin] addr");
         }
         if was.server.max_connections != now.server.max_connections {
             pending.push("server.max_connections");

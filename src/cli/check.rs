@@ -30,6 +30,10 @@ pub enum CheckError {
          help: add a [[certificate]] whose names include `{host}`"
     )]
     HostNotCovered { route: String, host: String },
+    #[error(
+        "{0}\n      help: if this file exists only where ferry runs (a container), use `ferry check --no-files`"
+    )]
+    AdminToken(#[source] crate::config::AdminTokenError),
 }
 
 /// For a certificate file that cannot be read: it may exist only in the container.
@@ -67,6 +71,11 @@ pub enum CheckWarning {
          help: move `{later}` above `{earlier}`"
     )]
     Shadowed { later: String, earlier: String },
+    #[error(
+        "admin.addr: {addr} is reachable from other machines and [admin] has no token: whoever reaches it can read the metrics and reload ferry\n      \
+         help: add `token_file = \"/run/secrets/ferry_admin_token\"` (or `token = \"...\"`) to [admin]; clients then send `Authorization: Bearer <token>`"
+    )]
+    RemoteAdminWithoutToken { addr: std::net::SocketAddr },
 }
 
 /// What `check` found beyond the config's own validation.
@@ -145,10 +154,28 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
         certificates(config, &mut report)
     };
     hosts_covered(config, &certs, &mut report);
+    admin(config, no_files, &mut report);
     report.warnings.extend(unresolved_upstreams(config));
     shadowed_routes(config, &mut report);
     report.summary = summary(config, &certs, no_files);
     report
+}
+
+/// A remote admin listener without a token is a warning (the network may be
+/// private, as on docker-compose); an unreadable `token_file` is an error.
+fn admin(config: &Config, no_files: bool, report: &mut CheckReport) {
+    let Some(admin) = &config.admin else { return };
+    match &admin.token {
+        None if !admin.addr.ip().is_loopback() => report
+            .warnings
+            .push(CheckWarning::RemoteAdminWithoutToken { addr: admin.addr }),
+        Some(token @ crate::config::AdminToken::File(_)) if !no_files => {
+            if let Err(e) = token.resolve() {
+                report.errors.push(CheckError::AdminToken(e));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Loads every certificate; reports the unreadable, the expired and the expiring.

@@ -1,8 +1,14 @@
 //! `ferry reload`: ask the running ferry to reload, through the admin
 //! listener when `[admin]` is configured, else by SIGHUP to the pid in
 //! `server.pid_file`.
+//!
+//! The admin listener refuses requests whose `Host` does not name it and,
+//! with `[admin] token`, those without the token: `ferry reload` connects to
+//! loopback when the admin is bound to every interface, names that address
+//! in `Host`, and sends the token from `$FERRY_ADMIN_TOKEN` or, failing
+//! that, the config's `token` / `token_file`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +48,17 @@ pub enum ReloadCommandError {
          add `[admin] addr = \"127.0.0.1:9901\"`, or send SIGHUP yourself: kill -HUP <pid>, docker kill -s HUP <container>"
     )]
     NoProcess,
+    #[error("{0}\n  or set ${TOKEN_ENV} to the admin token")]
+    Token(#[source] crate::config::AdminTokenError),
+}
+
+/// Where to reach a listener bound to `addr`: loopback for a wildcard bind.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
 }
 
 /// A failed `POST /reload`.
@@ -55,16 +72,23 @@ pub enum AdminError {
     Http(#[source] hyper::Error),
 }
 
+/// The environment variable whose token overrides the config's.
+pub const TOKEN_ENV: &str = "FERRY_ADMIN_TOKEN";
+
 pub(super) fn run(source: &ConfigSource) -> Result<ExitCode, CliError> {
     let config = load(source)?;
     if let Some(admin) = &config.admin {
-        let (status, body) =
-            small_runtime()?
-                .block_on(post_reload(admin.addr))
-                .map_err(|source| ReloadCommandError::Admin {
-                    addr: admin.addr,
-                    source,
-                })?;
+        let token = match std::env::var(TOKEN_ENV) {
+            Ok(token) if !token.trim().is_empty() => Some(token.trim().to_owned()),
+            _ => match &admin.token {
+                Some(token) => Some(token.resolve().map_err(ReloadCommandError::Token)?),
+                None => None,
+            },
+        };
+        let addr = reachable(admin.addr);
+        let (status, body) = small_runtime()?
+            .block_on(post_reload(addr, token.as_deref()))
+            .map_err(|source| ReloadCommandError::Admin { addr, source })?;
         // The admin listener's answer says what happened either way.
         return Ok(if status == 200 {
             out(&body);
@@ -98,7 +122,7 @@ pub(super) fn run(source: &ConfigSource) -> Result<ExitCode, CliError> {
 }
 
 /// `POST /reload` on the admin listener; returns the status and body.
-async fn post_reload(addr: SocketAddr) -> Result<(u16, String), AdminError> {
+async fn post_reload(addr: SocketAddr, token: Option<&str>) -> Result<(u16, String), AdminError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| AdminError::Timeout)?
@@ -108,10 +132,18 @@ async fn post_reload(addr: SocketAddr) -> Result<(u16, String), AdminError> {
         .await
         .map_err(AdminError::Http)?;
     tokio::spawn(conn);
-    let req = http::Request::post("/reload")
+    let mut req = http::Request::post("/reload")
         .header("host", addr.to_string())
         .body(Empty::<Bytes>::new())
         .expect("a static request is valid");
+    if let Some(token) = token {
+        // Validated as visible ASCII when the config (or file) was read; from
+        // the environment it may not be, and is then left out (and refused).
+        if let Ok(mut value) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+            value.set_sensitive(true);
+            req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
+    }
     let exchange = async {
         let res = sender.send_request(req).await?;
         let status = res.status().as_u16();

@@ -33,6 +33,9 @@ pub struct FileConfig {
 pub struct FileAdmin {
     pub addr: Spanned<String>,
     pub allow_remote: Option<Spanned<bool>>,
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 /// `server.access_log = { ... }`.

@@ -4,6 +4,7 @@
 //! Parse from a `&str` with [`Config::parse`] so that tests need no files;
 //! [`Config::load`] reads a file and resolves relative paths against it.
 
+mod admin;
 mod error;
 pub(crate) mod file;
 mod origin;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+pub use admin::{AdminConfig, AdminToken, AdminTokenError, token_problem};
 pub use error::{ConfigError, Problem};
 pub use origin::{OriginError, OriginPattern};
 
@@ -36,12 +38,6 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[admin]`: metrics, health and reload; off when absent.
     pub admin: Option<AdminConfig>,
-}
-
-/// `[admin]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminConfig {
-    pub addr: SocketAddr,
 }
 
 /// `server.access_log`: where request and WebSocket session lines go.

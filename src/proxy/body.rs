@@ -2,7 +2,8 @@
 //! between-chunks read timeout), or a small body of our own.
 //!
 //! It also carries the request's context, whose log line is written when the
-//! body is finished or dropped, so the line has the real byte count and duration.
+//! body is finished or dropped, so the line has the real byte count and
+//! duration, and says whether the client abandoned the response.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -119,7 +120,7 @@ impl Body for ProxyBody {
                     }
                 }
                 Some(Err(e)) => log.body_error = Some(e.to_string()),
-                None => {}
+                None => log.complete = true,
             }
         }
         Poll::Ready(frame)
@@ -143,8 +144,12 @@ impl Body for ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
-        if let Some(context) = self.context.take() {
-            context.write();
+        let end = self.is_end_stream();
+        if let Some(mut context) = self.context.take() {
+            // hyper stops polling once a body says it is at its end; a body
+            // dropped before that was abandoned by the client.
+            context.complete |= end;
+            drop(context);
         }
     }
 }

@@ -10,8 +10,8 @@
 //! 3. **response** — hop-by-hop headers out, the route's `response_headers`,
 //!    the body streamed with a between-chunks timeout ([`response::from_upstream`]).
 //!    Over TLS, every answer (ferry's own too) gets the `hsts` header.
-//! 4. **log** — one line (and the metrics) when the body is done
-//!    ([`RequestContext::write`](super::context::RequestContext::write)).
+//! 4. **log** — one record (and the metrics) when the body is done, or when
+//!    the client abandons the request ([`RequestContext`]'s `Drop`).
 //!
 //! Errors from any phase are answered by [`response::error`], with the status
 //! [`ProxyError::status`] picks: the one place that does.
@@ -82,7 +82,7 @@ pub async fn handle(
         response::set_hsts(res.headers_mut(), &state.config, ctx.route);
     }
     // Phase 4 set-up: the context rides on the body and is logged when it ends.
-    ctx.status = res.status();
+    ctx.status = Some(res.status());
     res.body_mut().set_context(ctx);
     res
 }

@@ -122,6 +122,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// What the listener does (decides `X-Forwarded-Proto`, or the redirect to https).
     pub listener: ListenerKind,
+    /// The listener's bound address, as logs and metrics name it.
+    pub listen: Arc<str>,
     /// Where a `redirect_https` listener sends clients (the first TLS listener's port).
     pub https_port: Option<u16>,
     /// WebSocket tunnels outlive their request: they keep the drain waiting with this.

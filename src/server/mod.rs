@@ -31,6 +31,7 @@ use crate::config::{ListenerConfig, ListenerKind};
 use crate::drain::{Drain, Streams, Watch};
 use crate::metrics::GaugeGuard;
 use crate::proxy::body::ProxyBody;
+use crate::proxy::context::{log_parser_refusal, parser_refusal};
 use crate::proxy::http::handle;
 use crate::proxy::{ConnInfo, LiveState};
 use crate::tls::{ALPN_H2, CertStore, ClientAuthScope, ClientCert};
@@ -151,7 +152,7 @@ async fn accept_loop(
     let kind = bound.config.kind;
     let listener = Arc::new(Listener {
         config: bound.config.clone(),
-        label: addr.to_string(),
+        label: addr.to_string().into(),
         tls,
         rejections: LogLimiter::new(REJECTION_LOG_PERIOD),
     });
@@ -203,8 +204,8 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// One accepting socket's settings, shared by its connections.
 struct Listener {
     config: ListenerConfig,
-    /// The bound address, for metrics labels (a configured port 0 becomes the real one).
-    label: String,
+    /// The bound address, for metrics labels and logs (a configured port 0 becomes the real one).
+    label: Arc<str>,
     /// Where a TLS listener's handshakes get their configuration.
     tls: Option<Arc<CertStore>>,
     /// Connections refused over their PROXY header: one info line per period.
@@ -244,6 +245,7 @@ async fn serve_connection(
             client_ip: crate::proxy::headers::ip_value(client.ip()),
             local,
             listener: kind,
+            listen: listener.label.clone(),
             https_port,
             drain,
             tls_version,
@@ -273,7 +275,7 @@ async fn serve_connection(
                 watch.clone(),
             );
             let streams = info.streams.clone().unwrap_or_default();
-            let svc = proxy_service(shared.live.clone(), info);
+            let svc = proxy_service(shared.live.clone(), info.clone());
             let _open = GaugeGuard::new(metrics.connection(listen, if h2 { "h2" } else { "h1" }));
             if h2 {
                 let server = &shared.live.load().config.server;
@@ -285,20 +287,20 @@ async fn serve_connection(
                 };
                 serve_h2(TokioIo::new(BatchedWrites::new(tls)), svc, settings, watch).await;
             } else {
-                serve_h1(TokioIo::new(tls), svc, &shared, watch).await;
+                serve_h1(TokioIo::new(tls), svc, &shared, &info, watch).await;
             }
         }
         (kind, _) => {
             // Plain HTTP/1.1: proxying, or the redirect to https.
             let info = conn(kind, None, None, None, watch.clone());
-            let svc = proxy_service(shared.live.clone(), info);
+            let svc = proxy_service(shared.live.clone(), info.clone());
             let protocol = if kind == ListenerKind::RedirectHttps {
                 "redirect"
             } else {
                 "h1"
             };
             let _open = GaugeGuard::new(metrics.connection(listen, protocol));
-            serve_h1(TokioIo::new(stream), svc, &shared, watch).await;
+            serve_h1(TokioIo::new(stream), svc, &shared, &info, watch).await;
         }
     }
 }
@@ -463,7 +465,7 @@ fn proxy_service(
     })
 }
 
-async fn serve_h1<I, S>(io: TokioIo<I>, svc: S, shared: &Shared, mut watch: Watch)
+async fn serve_h1<I, S>(io: TokioIo<I>, svc: S, shared: &Shared, info: &ConnInfo, mut watch: Watch)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = ProxyBody> + Send + 'static,
@@ -494,8 +496,14 @@ where
             conn.await
         }
     };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "HTTP/1.1 connection ended with an error");
+    match result {
+        Ok(()) => {}
+        // hyper answered a request it could not parse (400, 414, 431) by
+        // itself; the request gets its record and its count all the same.
+        Err(e) => match parser_refusal(&e) {
+            Some(status) => log_parser_refusal(&shared.live.load(), info, status, &e),
+            None => tracing::debug!(error = %e, "HTTP/1.1 connection ended with an error"),
+        },
     }
 }
 

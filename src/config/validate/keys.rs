@@ -70,7 +70,7 @@ fn check_value(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{EVERY_KEY, MINIMAL, problems};
+    use super::super::testing::{ALTERNATIVE_KEYS, EVERY_KEY, MINIMAL, problems};
     use super::*;
 
     #[test]
@@ -157,8 +157,11 @@ proxy_cache_off = true
         // So that a new field is also exercised through serde and validation.
         let (doc, errors) = DeTable::parse_recoverable(EVERY_KEY);
         assert!(errors.is_empty(), "{errors:?}");
+        let (alternatives, errors) = DeTable::parse_recoverable(ALTERNATIVE_KEYS);
+        assert!(errors.is_empty(), "{errors:?}");
         let mut missing = Vec::new();
-        missing_keys(&[doc.get_ref()], schema::file_config(), "", &mut missing);
+        let docs = [doc.get_ref(), alternatives.get_ref()];
+        missing_keys(&docs, schema::file_config(), "", &mut missing);
         assert!(missing.is_empty(), "EVERY_KEY does not use {missing:?}");
     }
 

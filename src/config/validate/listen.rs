@@ -1,4 +1,4 @@
-//! The sockets ferry accepts on: `[[listen]]` blocks and `[admin]`.
+//! The sockets ferry accepts on: `[[listen]]` blocks (`[admin]` is in `admin.rs`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -7,8 +7,8 @@ use toml::Spanned;
 
 use super::values::parse_listen_addr;
 use crate::config::error::Problems;
-use crate::config::file::{FileAdmin, FileListen};
-use crate::config::{AdminConfig, ListenerConfig, ListenerKind, ServerConfig};
+use crate::config::file::FileListen;
+use crate::config::{ListenerConfig, ListenerKind, ServerConfig};
 
 /// Every `[[listen]]` with a valid address, in file order.
 pub(super) fn build(file: &[Spanned<FileListen>], p: &mut Problems<'_>) -> Vec<ListenerConfig> {
@@ -161,30 +161,6 @@ fn kind(key: &str, l: &FileListen, p: &mut Problems<'_>) -> ListenerKind {
         (false, true) => ListenerKind::RedirectHttps,
         (false, false) => ListenerKind::Plain,
     }
-}
-
-/// `[admin]`: loopback only, unless the user says the network is trusted.
-pub(super) fn build_admin(admin: &Spanned<FileAdmin>, p: &mut Problems<'_>) -> Option<AdminConfig> {
-    let f = admin.get_ref();
-    let Some(addr) = parse_listen_addr(f.addr.get_ref()) else {
-        p.push(
-            Some(f.addr.span()),
-            "admin.addr",
-            format!("`{}` is not an address and port", f.addr.get_ref()),
-            Some("e.g. \"127.0.0.1:9901\"".into()),
-        );
-        return None;
-    };
-    let remote_ok = f.allow_remote.as_ref().is_some_and(|r| *r.get_ref());
-    if !addr.ip().is_loopback() && !remote_ok {
-        p.push(
-            Some(f.addr.span()),
-            "admin.addr",
-            format!("{addr} is reachable from other machines, and the admin listener can reload ferry"),
-            Some("use 127.0.0.1:9901, or set `allow_remote = true` if the network is trusted (a docker-compose network, for a metrics scraper)".into()),
-        );
-    }
-    Some(AdminConfig { addr })
 }
 
 #[cfg(test)]

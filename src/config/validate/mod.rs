@@ -6,6 +6,7 @@
 //! reported three ways. The meaning pass is split by concern: each turns a
 //! `File*` type into its validated type, pushing into one [`Problems`].
 
+mod admin;
 mod certificate;
 mod keys;
 mod listen;
@@ -71,7 +72,7 @@ fn first_line(msg: &str) -> String {
 /// otherwise only breaks ties between problems at one position.
 fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Config {
     let server = server::build(file.server, base, p);
-    let admin = file.admin.as_ref().and_then(|a| listen::build_admin(a, p));
+    let admin = file.admin.as_ref().and_then(|a| admin::build(a, base, p));
     let listeners = listen::build(&file.listen, p);
     listen::check_proxy_protocol(&file.listen, &server, p);
     let certificates = certificate::build(&file.certificate, &file.listen, &listeners, base, p);
@@ -129,11 +130,20 @@ path_prefix = "/"
 upstream = "backend"
 "#;
 
-    /// A file using every key (`keys.rs` checks it still does): serde must accept them all.
+    /// The keys [`EVERY_KEY`] cannot use alongside others (one excludes the other).
+    pub(super) const ALTERNATIVE_KEYS: &str = r#"
+[admin]
+addr = "127.0.0.1:9901"
+token_file = "admin.token"
+"#;
+
+    /// A file using every key (`keys.rs` checks it still does, with [`ALTERNATIVE_KEYS`]): serde must accept them all.
     pub(super) const EVERY_KEY: &str = r#"
 [admin]
 addr = "127.0.0.1:9901"
 allow_remote = false
+hosts = ["ferry"]
+token = "t0ken"
 
 [server]
 trusted_proxies = ["10.0.0.0/8"]

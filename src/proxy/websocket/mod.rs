@@ -145,6 +145,7 @@ impl Tunnel {
                 upstream: upstream.name.clone(),
                 upstream_addr,
                 client: ctx.conn.client,
+                listener: ctx.conn.listen.clone(),
                 origin: ws.origin.origin().map(str::to_owned),
                 kind: ws.handshake,
                 path: ctx.uri.path().to_owned(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::relay::{ClosedBy, Summary};
-use crate::access_log::{AccessLog, Value, now_rfc3339, render};
+use crate::access_log::{AccessLog, WebSocketRecord};
 use crate::proxy::decision::Handshake;
 
 /// Who a session was, for its log line.
@@ -15,6 +15,8 @@ pub(super) struct Session {
     pub(super) upstream: Arc<str>,
     pub(super) upstream_addr: SocketAddr,
     pub(super) client: SocketAddr,
+    /// The listener's bound address.
+    pub(super) listener: Arc<str>,
     pub(super) origin: Option<String>,
     pub(super) kind: Handshake,
     pub(super) path: String,
@@ -26,44 +28,31 @@ pub(super) struct Session {
 pub(super) fn log_session(s: &Session, sum: &Summary, duration: Duration) {
     let abnormal = sum.code == 1006 || sum.code == 1011;
     if let Some(log) = &s.access_log {
-        let (time, client, upstream_addr) = (
-            now_rfc3339(),
-            s.client.to_string(),
-            s.upstream_addr.to_string(),
-        );
-        let line = render(
-            log.format,
-            &[
-                ("time", Some(Value::Str(&time))),
-                ("type", Some(Value::Str("websocket"))),
-                ("client", Some(Value::Str(&client))),
-                ("host", Some(Value::Str(&s.host))),
-                ("path", Some(Value::Str(&s.path))),
-                ("route", Some(Value::Str(&s.route))),
-                ("upstream", Some(Value::Str(&s.upstream))),
-                ("upstream_addr", Some(Value::Str(&upstream_addr))),
-                ("origin", s.origin.as_deref().map(Value::Str)),
-                (
-                    "http",
-                    Some(Value::Str(if s.kind == Handshake::Http2 {
-                        "HTTP/2.0"
-                    } else {
-                        "HTTP/1.1"
-                    })),
-                ),
-                (
-                    "duration_ms",
-                    Some(Value::Float(duration.as_secs_f64() * 1000.0)),
-                ),
-                ("bytes_in", Some(Value::Num(sum.bytes_up))),
-                ("bytes_out", Some(Value::Num(sum.bytes_down))),
-                ("messages_in", Some(Value::Num(sum.messages_up))),
-                ("messages_out", Some(Value::Num(sum.messages_down))),
-                ("close_code", Some(Value::Num(u64::from(sum.code)))),
-                ("closed_by", Some(Value::Str(sum.closed_by.as_str()))),
-                ("close_reason", Some(Value::Str(&sum.reason))),
-            ],
-        );
+        let (client, upstream_addr) = (s.client.to_string(), s.upstream_addr.to_string());
+        let line = WebSocketRecord {
+            client: &client,
+            listener: &s.listener,
+            host: (!s.host.is_empty()).then_some(s.host.as_str()),
+            path: &s.path,
+            route: &s.route,
+            upstream: &s.upstream,
+            upstream_addr: &upstream_addr,
+            origin: s.origin.as_deref(),
+            http: if s.kind == Handshake::Http2 {
+                "HTTP/2.0"
+            } else {
+                "HTTP/1.1"
+            },
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            bytes_in: sum.bytes_up,
+            bytes_out: sum.bytes_down,
+            messages_in: sum.messages_up,
+            messages_out: sum.messages_down,
+            close_code: sum.code,
+            closed_by: sum.closed_by.as_str(),
+            close_reason: &sum.reason,
+        }
+        .render(log.format);
         log.write(line);
         if !abnormal || sum.closed_by != ClosedBy::Upstream {
             return;
