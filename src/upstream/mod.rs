@@ -207,11 +207,17 @@ impl Upstream {
     /// a fresh connection to the same server, see [`retry`]). The connect
     /// timeout bounds each new connection; `read_timeout` the wait for the
     /// response head.
+    ///
+    /// A failure caused by the client's request body (it broke, stopped
+    /// early, or grew past `max_body_size`) is the client's: it does not count
+    /// in `ferry_upstream_errors_total` nor against the server's passive
+    /// health, and the connection it broke is not reused (hyper closes it).
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
         read_timeout: Duration,
     ) -> Result<Sent, Failed> {
+        let body = req.body().progress();
         let mut req = req;
         let mut tried: Vec<usize> = Vec::new();
         loop {
@@ -238,6 +244,14 @@ impl Upstream {
                     });
                 }
                 Err((error, unsent)) => {
+                    if let Some(why) = body.failure() {
+                        tracing::debug!(upstream = %self.name, server = %server.authority, body = ?why, error = %error,
+                            "the client's request body failed; not counted against the server");
+                        return Err(Failed {
+                            error,
+                            server: server.authority.clone(),
+                        });
+                    }
                     self.metrics.error(error.kind());
                     // A timeout waiting for an answer says nothing about reachability.
                     if !matches!(error, SendError::Timeout { .. }) {
