@@ -137,6 +137,46 @@ async fn a_get_on_a_connection_the_upstream_just_closed_is_sent_again() {
     assert_eq!(metric(&proxy, EXCHANGE_ERRORS).await, 0.0);
 }
 
+/// With `send_proxy_protocol`, the request sent again keeps its client: the
+/// fresh connection's PROXY header names it, as the first one's did.
+#[tokio::test]
+async fn a_request_sent_again_keeps_its_proxy_protocol_client() {
+    let (backend, mut events) = race_backend(Second::CloseAfterHead).await;
+    let toml = ProxyToml::new()
+        .plain_listener()
+        .admin()
+        .upstream_with(
+            "backend",
+            &[backend.addr],
+            "pool_idle_timeout = \"30s\"\nsend_proxy_protocol = \"v1\"",
+        )
+        .route("all", "/", "backend")
+        .build();
+    let proxy = TestProxy::start(&toml).await;
+    let mut c = Client::plain(proxy.plain_addr.unwrap()).await;
+    for i in 0..8 {
+        assert_eq!(c.get("localhost", &format!("/get/{i}")).await.status(), 200);
+    }
+    let conns = backend.connections();
+    let closed: Vec<usize> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Closed(id) => Some(id),
+            Event::First(_) => None,
+        })
+        .collect();
+    assert!(
+        !closed.is_empty(),
+        "ferry never reused a connection: {conns:?}"
+    );
+    for conn in &conns {
+        assert!(
+            conn.text().starts_with("PROXY TCP4 127.0.0.1 "),
+            "{conns:?}"
+        );
+    }
+}
+
 /// A POST whose body had not started when the upstream closed is sent again
 /// too: the upstream had a head waiting for its body, not a request. The
 /// body, sent by the client only after the close, reaches the fresh connection.
