@@ -37,6 +37,12 @@ struct UpstreamError {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamRetry {
+    upstream: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Connection {
     listener: String,
     protocol: &'static str,
@@ -79,6 +85,7 @@ pub struct Metrics {
     request_duration: Family<RouteLabel, Histogram>,
     upstream_duration: Family<UpstreamLabel, Histogram>,
     upstream_errors: Family<UpstreamError, Counter>,
+    upstream_retries: Family<UpstreamRetry, Counter>,
     connections: Family<Connection, Gauge>,
     tls_handshakes: Family<ListenerLabel, Counter>,
     tls_failures: Family<HandshakeFailure, Counter>,
@@ -138,6 +145,10 @@ const UPSTREAM_ERRORS: (&str, &str) = (
     "upstream_errors",
     "Failed upstream requests, by upstream and kind",
 );
+const UPSTREAM_RETRIES: (&str, &str) = (
+    "upstream_retries",
+    "Requests sent again, by upstream and reason (a reused connection found closed, or another server)",
+);
 const CONNECTIONS: (&str, &str) = (
     "connections_active",
     "Open client connections, by listener and protocol",
@@ -182,6 +193,7 @@ impl Metrics {
             request_duration: add(&mut r, REQUEST_DURATION, histograms()),
             upstream_duration: add(&mut r, UPSTREAM_DURATION, histograms()),
             upstream_errors: add(&mut r, UPSTREAM_ERRORS, Family::default()),
+            upstream_retries: add(&mut r, UPSTREAM_RETRIES, Family::default()),
             connections: add(&mut r, CONNECTIONS, Family::default()),
             tls_handshakes: add(&mut r, TLS_HANDSHAKES, Family::default()),
             tls_failures: add(&mut r, TLS_FAILURES, Family::default()),
@@ -244,6 +256,7 @@ impl Metrics {
                 upstream: upstream.to_owned(),
             }),
             errors: self.upstream_errors.clone(),
+            retries: self.upstream_retries.clone(),
         }
     }
 
@@ -384,12 +397,13 @@ impl RouteMetrics {
     }
 }
 
-/// One upstream's latency histogram and error counters.
+/// One upstream's latency histogram, error and retry counters.
 #[derive(Debug, Clone)]
 pub struct UpstreamMetrics {
     pub name: String,
     duration: Histogram,
     errors: Family<UpstreamError, Counter>,
+    retries: Family<UpstreamRetry, Counter>,
 }
 
 impl UpstreamMetrics {
@@ -402,6 +416,16 @@ impl UpstreamMetrics {
             .get_or_create(&UpstreamError {
                 upstream: self.name.clone(),
                 kind,
+            })
+            .inc();
+    }
+
+    /// A request sent again; `reason` is one of a few fixed labels.
+    pub fn retry(&self, reason: &'static str) {
+        self.retries
+            .get_or_create(&UpstreamRetry {
+                upstream: self.name.clone(),
+                reason,
             })
             .inc();
     }

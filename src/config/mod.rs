@@ -185,8 +185,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Max wait for upstream bytes: the response head, and between body chunks.
     pub read_timeout: Duration,
-    /// Idle pooled connections are closed after this; keep it below the
-    /// backend's own keep-alive (uvicorn and Node: 5 s) or reuse races its close.
+    /// Idle pooled connections are not reused after this; keep it below the
+    /// backend's own keep-alive (gunicorn: 2 s; uvicorn and Node: 5 s) or
+    /// reuse races its close.
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per server.
     pub pool_max_idle: usize,

@@ -3,6 +3,10 @@
 //! time spent waiting on the upstream (not on a client's slow upload), and of
 //! how it failed, if it did, so that a failed exchange can be blamed on the
 //! right side without digging through error sources.
+//!
+//! A body that was never read can also be had back after hyper dropped it
+//! ([`RequestBody::replay`]): what a resend on a fresh connection needs when
+//! a reused one failed before the upstream answered.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The client's request body on its way upstream (or none, for a WebSocket handshake).
@@ -21,6 +26,56 @@ pub struct RequestBody {
     progress: Arc<Progress>,
     /// The route's `max_body_size`.
     limit: Option<u64>,
+    /// A frame (or an error) was handed on: the body cannot be sent again.
+    consumed: bool,
+    /// Its end was reached without a frame: the request was complete as sent.
+    ended: bool,
+    /// Where the body goes when it is dropped unread (see [`RequestBody::replay`]).
+    give_back: Option<oneshot::Sender<Unread>>,
+}
+
+/// A body given back unread by [`Replay`].
+#[derive(Debug)]
+struct Unread {
+    inner: Option<Incoming>,
+    /// Nothing was left to send: the upstream may have had the whole request.
+    complete: bool,
+}
+
+/// A request body that may come back unread after hyper dropped it.
+#[derive(Debug)]
+pub struct Replay {
+    back: oneshot::Receiver<Unread>,
+    progress: Arc<Progress>,
+    limit: Option<u64>,
+}
+
+/// A request body had back unread, to send again.
+#[derive(Debug)]
+pub struct Recovered {
+    pub body: RequestBody,
+    /// The upstream may have received the whole request (no body, or an
+    /// empty one), not just a head waiting for its body.
+    pub complete: bool,
+}
+
+impl Replay {
+    /// The body, if it was dropped without a frame read from it; waits at
+    /// most `wait` for hyper's connection task to drop it.
+    pub async fn recover(self, wait: std::time::Duration) -> Option<Recovered> {
+        let unread = tokio::time::timeout(wait, self.back).await.ok()?.ok()?;
+        Some(Recovered {
+            body: RequestBody {
+                inner: unread.inner,
+                progress: self.progress,
+                limit: self.limit,
+                consumed: false,
+                ended: false,
+                give_back: None,
+            },
+            complete: unread.complete,
+        })
+    }
 }
 
 /// The request body grew past the route's `max_body_size`.
@@ -107,6 +162,9 @@ impl RequestBody {
             inner: Some(inner),
             progress: Arc::new(Progress::new()),
             limit,
+            consumed: false,
+            ended: false,
+            give_back: None,
         }
     }
 
@@ -116,11 +174,42 @@ impl RequestBody {
             inner: None,
             progress: Arc::new(Progress::new()),
             limit: None,
+            consumed: false,
+            ended: false,
+            give_back: None,
         }
     }
 
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
+    }
+
+    /// Arranges for this body to come back if it is dropped before a frame
+    /// was read from it. Nothing is buffered: a body that was read from is
+    /// gone, and so is the chance to send the request again.
+    pub fn replay(&mut self) -> Replay {
+        let (tx, back) = oneshot::channel();
+        self.give_back = Some(tx);
+        Replay {
+            back,
+            progress: self.progress.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(tx) = self.give_back.take() else {
+            return;
+        };
+        if !self.consumed {
+            let complete = self.ended || self.is_end_stream();
+            let _ = tx.send(Unread {
+                inner: self.inner.take(),
+                complete,
+            });
+        }
     }
 }
 
@@ -137,8 +226,12 @@ impl Body for RequestBody {
             return Poll::Ready(None);
         };
         let frame = match ready!(Pin::new(inner).poll_frame(cx)) {
-            None => return Poll::Ready(None),
+            None => {
+                this.ended = true;
+                return Poll::Ready(None);
+            }
             Some(Err(e)) => {
+                this.consumed = true;
                 // Reading the client's own body failed (it hung up, reset the
                 // stream, or sent a broken chunk): whatever the upstream then
                 // says, the failure is the client's.
@@ -147,6 +240,7 @@ impl Body for RequestBody {
             }
             Some(Ok(frame)) => frame,
         };
+        this.consumed = true;
         this.progress.touch();
         if let Some(data) = frame.data_ref() {
             let total = this

@@ -6,9 +6,11 @@
 //! the backend, and a restarted container's new address is picked up.
 
 pub mod body;
+mod counted;
 pub mod dns;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod retry;
 
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -149,6 +151,7 @@ impl Upstream {
                 config.pool_max_idle,
                 config.resolve_every,
                 config.send_proxy_protocol,
+                metrics.upstream(&config.name),
             ),
             connect_timeout: config.connect_timeout,
             read_timeout: config.read_timeout,
@@ -200,13 +203,21 @@ impl Upstream {
     /// Sends `req` (origin-form URI) to a server chosen by the balancing rule.
     /// A request that never reached a server (refused, unresolvable, connect
     /// timeout) is tried on another, up to `retries` more times; once any byte
-    /// was sent it is never retried. The connect timeout bounds each new
-    /// connection; `read_timeout` the wait for the response head.
+    /// was sent it is never tried elsewhere (the pool may send it once more on
+    /// a fresh connection to the same server, see [`retry`]). The connect
+    /// timeout bounds each new connection; `read_timeout` the wait for the
+    /// response head.
+    ///
+    /// A failure caused by the client's request body (it broke, stopped
+    /// early, or grew past `max_body_size`) is the client's: it does not count
+    /// in `ferry_upstream_errors_total` nor against the server's passive
+    /// health, and the connection it broke is not reused (hyper closes it).
     pub async fn send(
         self: &Arc<Self>,
         req: Request<RequestBody>,
         read_timeout: Duration,
     ) -> Result<Sent, Failed> {
+        let body = req.body().progress();
         let mut req = req;
         let mut tried: Vec<usize> = Vec::new();
         loop {
@@ -233,6 +244,14 @@ impl Upstream {
                     });
                 }
                 Err((error, unsent)) => {
+                    if let Some(why) = body.failure() {
+                        tracing::debug!(upstream = %self.name, server = %server.authority, body = ?why, error = %error,
+                            "the client's request body failed; not counted against the server");
+                        return Err(Failed {
+                            error,
+                            server: server.authority.clone(),
+                        });
+                    }
                     self.metrics.error(error.kind());
                     // A timeout waiting for an answer says nothing about reachability.
                     if !matches!(error, SendError::Timeout { .. }) {
@@ -244,6 +263,7 @@ impl Upstream {
                     match unsent {
                         Some(back) if can_retry => {
                             tracing::debug!(upstream = %self.name, server = %server.authority, error = %error, "not sent; trying another server");
+                            self.metrics.retry(retry::RetryReason::OtherServer.label());
                             req = back;
                         }
                         _ => {

@@ -19,9 +19,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::body::{Progress, RequestBody};
+use super::counted::{Counted, ReadCount};
 use super::dns::Resolved;
 use super::proxy_protocol::{self, ProxySource};
+use super::retry::{Resend, RetryReason};
 use crate::config::ProxyProtocolVersion;
+use crate::metrics::UpstreamMetrics;
+
+/// How long a failed exchange waits for hyper's connection task to drop
+/// the request body (it does so as the connection ends, at once in practice).
+const BODY_BACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a request could not be sent or answered.
 #[derive(Debug, thiserror::Error)]
@@ -74,13 +81,29 @@ impl SendError {
     }
 }
 
-/// A connection waiting for its next request.
-struct Idle {
+/// One open connection to a server.
+struct Conn {
     sender: SendRequest<RequestBody>,
     addr: SocketAddr,
-    since: Instant,
+    /// Bytes read from it: unchanged across a failed exchange means the
+    /// upstream sent no byte of an answer.
+    read: ReadCount,
     /// The client its PROXY protocol header named: it serves only that one.
     source: Option<ProxySource>,
+}
+
+/// A connection waiting for its next request.
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// How an exchange on a reused connection ended.
+enum Reused {
+    Answered(Response<hyper::body::Incoming>, SocketAddr),
+    Failed(SendError),
+    /// Send it again on a fresh connection.
+    Again(Request<RequestBody>, RetryReason, Option<hyper::Error>),
 }
 
 /// One server's idle connections and addresses.
@@ -99,6 +122,8 @@ pub struct Pool {
     max_idle: usize,
     /// `send_proxy_protocol`: the header new connections start with.
     send_proxy: Option<ProxyProtocolVersion>,
+    /// Counts the requests sent again.
+    metrics: UpstreamMetrics,
 }
 
 impl std::fmt::Debug for Pool {
@@ -119,6 +144,7 @@ impl Pool {
         max_idle: usize,
         resolve_every: Duration,
         send_proxy: Option<ProxyProtocolVersion>,
+        metrics: UpstreamMetrics,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             slots: servers
@@ -133,16 +159,21 @@ impl Pool {
             idle_timeout,
             max_idle,
             send_proxy,
+            metrics,
         })
     }
 
-    /// Sends `req` to server number `server` on a pooled connection, or a new one. A request
-    /// that a reused connection rejected before sending (the server had just
-    /// closed it) is retried once on a fresh connection. Returns the response
-    /// and the address it came from. The connection goes back to the pool
-    /// when the response body is done (unless the response upgraded it).
-    /// When no byte of the request reached the server, the error comes with
-    /// the request, which may then be tried elsewhere.
+    /// Sends `req` to server number `server` on a pooled connection, or a
+    /// new one. Returns the response and the address it came from. The
+    /// connection goes back to the pool when the response body is done
+    /// (unless the response upgraded it).
+    ///
+    /// A reused connection that fails before the first response byte (the
+    /// upstream closed it as idle just as the request went out) costs one
+    /// more try on a fresh connection when the request can be sent again
+    /// (see [`super::retry`]); that is not a failure of the server. When no
+    /// byte of the request reached the server, the error comes with the
+    /// request, which may then be tried elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         server: usize,
@@ -160,42 +191,31 @@ impl Pool {
         // A failed lookup keeps the pooled connections in use.
         let _ = self.slots[server].dns.addrs().await;
         if let Some(idle) = self.checkout(server, source) {
-            let Idle {
-                mut sender, addr, ..
-            } = idle;
-            progress.touch();
-            let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
-            match head.map_err(|e| (e, None))? {
-                Ok(res) => {
-                    self.checkin_when_ready(server, sender, addr, source);
-                    return Ok((res, addr));
+            match self
+                .send_reused(server, idle.conn, req, &progress, read_timeout)
+                .await
+            {
+                Reused::Answered(res, addr) => return Ok((res, addr)),
+                Reused::Failed(e) => return Err((e, None)),
+                Reused::Again(back, reason, error) => {
+                    let error = error.map(tracing::field::display);
+                    tracing::debug!(upstream = %self.metrics.name, reason = reason.label(), error,
+                        "a reused upstream connection failed before any response byte; sending again on a new one");
+                    self.metrics.retry(reason.label());
+                    req = back;
                 }
-                Err(mut e) => match e.take_message() {
-                    // Never sent: safe to retry, whatever the method.
-                    Some(unsent) => {
-                        tracing::debug!(upstream.addr = %addr, error = %e.error(), "pooled connection was closed; retrying on a new one");
-                        req = unsent;
-                    }
-                    None => {
-                        return Err((
-                            SendError::Exchange {
-                                source: e.into_error(),
-                            },
-                            None,
-                        ));
-                    }
-                },
             }
         }
-        let (mut sender, addr) = match self.connect(server, source).await {
+        let mut conn = match self.connect(server, source).await {
             Ok(conn) => conn,
             Err(e) => return Err((e, Some(req))),
         };
         progress.touch();
-        let head = head_within(sender.try_send_request(req), &progress, read_timeout).await;
+        let head = head_within(conn.sender.try_send_request(req), &progress, read_timeout).await;
         match head.map_err(|e| (e, None))? {
             Ok(res) => {
-                self.checkin_when_ready(server, sender, addr, source);
+                let addr = conn.addr;
+                self.checkin_when_ready(server, conn);
                 Ok((res, addr))
             }
             Err(mut e) => {
@@ -207,6 +227,50 @@ impl Pool {
                     unsent,
                 ))
             }
+        }
+    }
+
+    /// One exchange on a pooled connection, and whether a failure allows
+    /// sending the request again.
+    async fn send_reused(
+        self: &Arc<Self>,
+        server: usize,
+        mut conn: Conn,
+        mut req: Request<RequestBody>,
+        progress: &Progress,
+        read_timeout: Duration,
+    ) -> Reused {
+        let resend = Resend::prepare(&mut req);
+        let read_before = conn.read.get();
+        progress.touch();
+        let head = head_within(conn.sender.try_send_request(req), progress, read_timeout).await;
+        let mut e = match head {
+            // A silent upstream is not a closed connection: never sent again.
+            Err(timeout) => return Reused::Failed(timeout),
+            Ok(Ok(res)) => {
+                let addr = conn.addr;
+                self.checkin_when_ready(server, conn);
+                return Reused::Answered(res, addr);
+            }
+            Ok(Err(e)) => e,
+        };
+        // Never sent: safe to send again, whatever the method.
+        if let Some(unsent) = e.take_message() {
+            return Reused::Again(unsent, RetryReason::ReusedUnsent, Some(e.into_error()));
+        }
+        let error = e.into_error();
+        // Part of an answer came (the upstream acted on the request), or the
+        // client's body broke: the error stands.
+        if conn.read.get() != read_before || progress.failure().is_some() {
+            return Reused::Failed(SendError::Exchange { source: error });
+        }
+        let again = match resend {
+            Some(resend) => resend.recover(BODY_BACK_WAIT).await,
+            None => None,
+        };
+        match again {
+            Some(req) => Reused::Again(req, RetryReason::ReusedClosed, Some(error)),
+            None => Reused::Failed(SendError::Exchange { source: error }),
         }
     }
 
@@ -223,44 +287,33 @@ impl Pool {
         let slot = &self.slots[server];
         let mut list = slot.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Without `send_proxy_protocol` every source is `None`: this is a pop.
-        while let Some(i) = list.iter().rposition(|c| c.source == source) {
-            let conn = list.remove(i);
-            // Retire connections to addresses the name no longer resolves to
-            // (a restarted container's old IP).
-            if conn.since.elapsed() < self.idle_timeout
-                && conn.sender.is_ready()
-                && slot.dns.still_current(conn.addr)
+        while let Some(i) = list.iter().rposition(|c| c.conn.source == source) {
+            let idle = list.remove(i);
+            // Retire connections idle for pool_idle_timeout (the upstream may
+            // be closing them) and those to addresses the name no longer
+            // resolves to (a restarted container's old IP).
+            if idle.since.elapsed() < self.idle_timeout
+                && idle.conn.sender.is_ready()
+                && slot.dns.still_current(idle.conn.addr)
             {
-                return Some(conn);
+                return Some(idle);
             }
         }
         None
     }
 
-    fn checkin_when_ready(
-        self: &Arc<Self>,
-        server: usize,
-        mut sender: SendRequest<RequestBody>,
-        addr: SocketAddr,
-        source: Option<ProxySource>,
-    ) {
+    fn checkin_when_ready(self: &Arc<Self>, server: usize, mut conn: Conn) {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             // Resolves when the response body has been read to the end; errors
             // if the connection closed or was upgraded.
-            if sender.ready().await.is_ok() {
-                pool.checkin(server, sender, addr, source);
+            if conn.sender.ready().await.is_ok() {
+                pool.checkin(server, conn);
             }
         });
     }
 
-    fn checkin(
-        &self,
-        server: usize,
-        sender: SendRequest<RequestBody>,
-        addr: SocketAddr,
-        source: Option<ProxySource>,
-    ) {
+    fn checkin(&self, server: usize, conn: Conn) {
         let mut list = self.slots[server]
             .idle
             .lock()
@@ -273,23 +326,14 @@ impl Pool {
         let expired = list.partition_point(|c| now.duration_since(c.since) >= self.idle_timeout);
         list.drain(..expired);
         if list.len() < self.max_idle {
-            list.push(Idle {
-                sender,
-                addr,
-                since: now,
-                source,
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 
     /// Resolves `server` now (so a restarted container's new address is used)
     /// and connects to the first address that answers, within `connect_timeout`;
     /// with `send_proxy_protocol`, the header naming `source` goes first.
-    async fn connect(
-        &self,
-        server: usize,
-        source: Option<ProxySource>,
-    ) -> Result<(SendRequest<RequestBody>, SocketAddr), SendError> {
+    async fn connect(&self, server: usize, source: Option<ProxySource>) -> Result<Conn, SendError> {
         let names = &self.slots[server].dns;
         let server = names.server();
         let timeout = self.connect_timeout;
@@ -332,6 +376,7 @@ impl Pool {
                     source,
                 })?;
         }
+        let (stream, read) = Counted::new(stream);
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -344,7 +389,12 @@ impl Pool {
                 tracing::debug!(upstream.addr = %addr, error = %e, "upstream connection ended with an error");
             }
         });
-        Ok((sender, addr))
+        Ok(Conn {
+            sender,
+            addr,
+            read,
+            source,
+        })
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`ws`]: the WebSocket upstream and clients
 //! - [`process`]: [`FerryProcess`], the real binary
 //! - [`raw`]: bytes as written: [`RawBackend`], [`raw_h1`], [`RawH2`]
+//! - [`scripted`]: [`ScriptedBackend`], an upstream scripted per connection
+//!   that logs each connection's bytes
 //! - [`toml`]: [`ProxyToml`], the config builder
 //!
 //! Each test binary uses a subset, hence `dead_code` is allowed here (and
@@ -21,13 +23,16 @@ mod clients;
 mod process;
 mod proxy;
 mod raw;
+mod scripted;
 mod toml;
 mod ws;
 
 // So that `use common::*;` reaches everything; a binary that needs no
 // WebSockets (say) leaves some of these unused.
 #[allow(unused_imports)]
-pub use self::{backends::*, ca::*, clients::*, process::*, proxy::*, raw::*, toml::*, ws::*};
+pub use self::{
+    backends::*, ca::*, clients::*, process::*, proxy::*, raw::*, scripted::*, toml::*, ws::*,
+};
 
 use std::future::Future;
 use std::time::Duration;

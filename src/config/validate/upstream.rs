@@ -12,7 +12,10 @@ use crate::config::{Balance, HealthConfig, ProxyProtocolVersion, UpstreamConfig}
 
 pub(super) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
-pub(super) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Below the shortest common backend keep-alive default (gunicorn: 2 s;
+/// uvicorn, Node, Apache: 5 s), so that ferry retires an idle connection
+/// before the backend closes it, rather than racing the close.
+pub(super) const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 pub(super) const DEFAULT_POOL_MAX_IDLE: usize = 256;
 
 /// Every upstream, in name order (the order routes index them by).
@@ -175,7 +178,16 @@ fn health(key: &str, f: &FileHealth, p: &mut Problems<'_>) -> HealthConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::assert_semantic;
+    use super::super::testing::{MINIMAL, assert_semantic, parse_str};
+    use super::DEFAULT_POOL_IDLE_TIMEOUT;
+
+    /// Below gunicorn's 2 s keep-alive, the shortest common default.
+    #[test]
+    fn pool_idle_timeout_defaults_below_the_backends_keep_alive() {
+        let c = parse_str(MINIMAL).unwrap();
+        assert_eq!(c.upstreams[0].pool_idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT);
+        assert!(DEFAULT_POOL_IDLE_TIMEOUT < std::time::Duration::from_secs(2));
+    }
 
     #[test]
     fn semantic_checks() {
@@ -199,6 +211,16 @@ mod tests {
                 "servers = [\"backend:8000\"]",
                 "servers = [\"backend:8000\"]\nsend_proxy_protocol = \"2\"",
                 "upstream.backend.send_proxy_protocol: unknown PROXY protocol version `2` | use \"v2\"",
+            ),
+            (
+                "servers = [\"backend:8000\"]",
+                "servers = [\"backend:8000\"]\npool_idle_timeout = \"1.5s\"",
+                "upstream.backend.pool_idle_timeout: `1.5s` is not a duration",
+            ),
+            (
+                "servers = [\"backend:8000\"]",
+                "servers = [\"backend:8000\"]\npool_idle_timeout = \"0s\"",
+                "must be greater than zero",
             ),
         ]);
     }
