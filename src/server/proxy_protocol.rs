@@ -134,6 +134,14 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
         };
     }
     match ppp::v1::Header::try_from(window) {
+        // ppp takes the two bytes after the first `\r` as the line end and,
+        // for UNKNOWN, skips words up to a lone `\n` word: it accepted
+        // `PROXY UNKNOWN x \n\r1` (eating a client byte) and lines with a
+        // bare LF inside (found by the proxy_protocol fuzz target). The
+        // header is one line: its only LF is the last byte, after a CR.
+        Ok(h) if !is_one_line(h.header.as_bytes()) => Err(ParseError::V1(
+            ppp::v1::BinaryParseError::Parse(ppp::v1::ParseError::InvalidSuffix),
+        )),
         Ok(h) => {
             let addresses = match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some((
@@ -157,6 +165,14 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
         Err(e) if e.is_incomplete() && buf.len() >= V1_MAX_LEN => Err(ParseError::V1TooLong),
         Err(e) if e.is_incomplete() => Ok(Parsed::Incomplete),
         Err(e) => Err(v1_error(e)),
+    }
+}
+
+/// `…\r\n` with no other CR or LF.
+fn is_one_line(header: &[u8]) -> bool {
+    match header.strip_suffix(b"\r\n") {
+        Some(line) => !line.iter().any(|&b| b == b'\r' || b == b'\n'),
+        None => false,
     }
 }
 
@@ -373,6 +389,9 @@ mod tests {
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 99999\r\n",
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 2\rX",
             b"PROXY \xff\xfe\r\n",
+            // Found by the fuzz target: not one CRLF-terminated line.
+            b"PROXY UNKNOWN x \n\r1",
+            b"PROXY UNKNOWN a\nPROXY UNKNOWN b\r\n",
         ] {
             assert!(matches!(parse(bad), Err(ParseError::V1(_))), "{bad:?}");
         }
