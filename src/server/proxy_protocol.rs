@@ -133,6 +133,7 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
             Ok(Parsed::Incomplete)
         };
     }
+    let cr_is_last = window.iter().position(|&b| b == b'\r') == Some(window.len() - 1);
     match ppp::v1::Header::try_from(window) {
         // ppp takes the two bytes after the first `\r` as the line end and,
         // for UNKNOWN, skips words up to a lone `\n` word: it accepted
@@ -161,6 +162,12 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
                 local: false,
             }))
         }
+        // ppp's "incomplete" only means "wait for the `\n`" while nothing
+        // follows the `\r`: with a byte after it the line is over, and the
+        // answer must not depend on how the bytes were split into reads
+        // (`PROXY T 2\rT` was "incomplete" because of the `T`, while
+        // `PROXY T 2\r` alone was invalid; found by the fuzz target).
+        Err(e) if e.is_incomplete() && !cr_is_last => Err(v1_error(e)),
         // A `\r` as the last byte the limit allows: its `\n` would be one too many.
         Err(e) if e.is_incomplete() && buf.len() >= V1_MAX_LEN => Err(ParseError::V1TooLong),
         Err(e) if e.is_incomplete() => Ok(Parsed::Incomplete),
@@ -392,6 +399,8 @@ mod tests {
             // Found by the fuzz target: not one CRLF-terminated line.
             b"PROXY UNKNOWN x \n\r1",
             b"PROXY UNKNOWN a\nPROXY UNKNOWN b\r\n",
+            b"PROXY T 2\rT",
+            b"PROXY U\rU",
         ] {
             assert!(matches!(parse(bad), Err(ParseError::V1(_))), "{bad:?}");
         }
