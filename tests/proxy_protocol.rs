@@ -257,9 +257,12 @@ async fn malformed_oversized_and_missing_headers_are_closed_and_counted() {
     let mut huge = v2_header("203.0.113.9:1", "192.0.2.1:2", &[]);
     huge[14..16].copy_from_slice(&u16::MAX.to_be_bytes());
     let long_v1 = format!("PROXY UNKNOWN {}\r\n", "a".repeat(200));
-    let cases: [(&[u8], &str); 6] = [
+    let cases: [(&[u8], &str); 8] = [
         (b"PROXY TCP4 203.0.113.999 192.0.2.1 1 2\r\n", "malformed"),
         (b"PROXY TCP4 203.0.113.9 192.0.2.1 1 2\r\r", "malformed"),
+        // Not one CRLF-terminated line (ppp alone accepted both; fuzzing found them).
+        (b"PROXY UNKNOWN x \n\r1", "malformed"),
+        (b"PROXY UNKNOWN a\nPROXY UNKNOWN b\r\n", "malformed"),
         (&v2_raw(0x2F, 0x11, &[0; 12]), "malformed"),
         (&huge, "too_large"),
         (long_v1.as_bytes(), "too_large"),

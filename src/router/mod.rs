@@ -205,14 +205,22 @@ pub fn each_match<'a>(
 }
 
 /// Lowercases and drops the port: `Example.COM:8443` → `example.com`, `[::1]:443` → `[::1]`.
+/// Only a numeric port after a name or a bracketed address is dropped, and
+/// trailing dots are trimmed before and after, so normalising a normalised
+/// host changes nothing (`[::1::443` and `a..` used to change twice).
 pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = host.trim_end_matches('.');
     let host = match host.rfind(':') {
-        Some(i) if !host.ends_with(']') && (host.starts_with('[') || !host[..i].contains(':')) => {
+        Some(i)
+            if host[i + 1..].bytes().all(|b| b.is_ascii_digit())
+                && (host[..i].ends_with(']')
+                    || (!host.starts_with('[') && !host[..i].contains(':'))) =>
+        {
             &host[..i]
         }
         _ => host,
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let host = host.trim_end_matches('.');
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
     } else {

@@ -133,7 +133,16 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
             Ok(Parsed::Incomplete)
         };
     }
+    let cr_is_last = window.iter().position(|&b| b == b'\r') == Some(window.len() - 1);
     match ppp::v1::Header::try_from(window) {
+        // ppp takes the two bytes after the first `\r` as the line end and,
+        // for UNKNOWN, skips words up to a lone `\n` word: it accepted
+        // `PROXY UNKNOWN x \n\r1` (eating a client byte) and lines with a
+        // bare LF inside (found by the proxy_protocol fuzz target). The
+        // header is one line: its only LF is the last byte, after a CR.
+        Ok(h) if !is_one_line(h.header.as_bytes()) => Err(ParseError::V1(
+            ppp::v1::BinaryParseError::Parse(ppp::v1::ParseError::InvalidSuffix),
+        )),
         Ok(h) => {
             let addresses = match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some((
@@ -153,10 +162,24 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ParseError> {
                 local: false,
             }))
         }
+        // ppp's "incomplete" only means "wait for the `\n`" while nothing
+        // follows the `\r`: with a byte after it the line is over, and the
+        // answer must not depend on how the bytes were split into reads
+        // (`PROXY T 2\rT` was "incomplete" because of the `T`, while
+        // `PROXY T 2\r` alone was invalid; found by the fuzz target).
+        Err(e) if e.is_incomplete() && !cr_is_last => Err(v1_error(e)),
         // A `\r` as the last byte the limit allows: its `\n` would be one too many.
         Err(e) if e.is_incomplete() && buf.len() >= V1_MAX_LEN => Err(ParseError::V1TooLong),
         Err(e) if e.is_incomplete() => Ok(Parsed::Incomplete),
         Err(e) => Err(v1_error(e)),
+    }
+}
+
+/// `…\r\n` with no other CR or LF.
+fn is_one_line(header: &[u8]) -> bool {
+    match header.strip_suffix(b"\r\n") {
+        Some(line) => !line.iter().any(|&b| b == b'\r' || b == b'\n'),
+        None => false,
     }
 }
 
@@ -373,6 +396,11 @@ mod tests {
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 99999\r\n",
             b"PROXY TCP4 1.2.3.4 1.2.3.4 1 2\rX",
             b"PROXY \xff\xfe\r\n",
+            // Found by the fuzz target: not one CRLF-terminated line.
+            b"PROXY UNKNOWN x \n\r1",
+            b"PROXY UNKNOWN a\nPROXY UNKNOWN b\r\n",
+            b"PROXY T 2\rT",
+            b"PROXY U\rU",
         ] {
             assert!(matches!(parse(bad), Err(ParseError::V1(_))), "{bad:?}");
         }

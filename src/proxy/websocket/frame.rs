@@ -8,6 +8,8 @@
 /// Opcode of a Close frame.
 pub const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
+/// The largest payload a control frame may have (RFC 6455 §5.5).
+const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// What the tracker noticed in a chunk.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -87,7 +89,11 @@ impl FrameTracker {
         if self.remaining > 0 {
             let n = (self.remaining.min(data.len() as u64)) as usize;
             if let Some(buf) = &mut self.close_payload {
-                for (i, b) in data[..n].iter().enumerate() {
+                // A Close payload is at most 125 bytes (§5.5), whatever the
+                // header claims: keep no more, or a peer's oversized Close
+                // would be buffered whole and logged as its reason.
+                let keep = n.min(MAX_CONTROL_PAYLOAD.saturating_sub(buf.len()));
+                for (i, b) in data[..keep].iter().enumerate() {
                     let k = self
                         .mask
                         .map_or(0, |m| m[((self.offset + i as u64) % 4) as usize]);
@@ -148,8 +154,8 @@ impl FrameTracker {
         self.remaining = len;
         self.offset = 0;
         self.have = 0;
-        self.close_payload =
-            (self.opcode == OP_CLOSE).then(|| Vec::with_capacity(len.min(125) as usize));
+        self.close_payload = (self.opcode == OP_CLOSE)
+            .then(|| Vec::with_capacity(len.min(MAX_CONTROL_PAYLOAD as u64) as usize));
         if len == 0 {
             self.end_frame(seen);
         }
@@ -270,6 +276,24 @@ mod tests {
         assert_eq!(3 + used, a.len());
         assert!(t.at_boundary());
         assert_eq!(seen.messages, 1);
+    }
+
+    #[test]
+    fn an_oversized_close_is_tracked_but_not_kept() {
+        // Found by the ws_frames fuzz target: a Close claiming 256 bytes (or
+        // 2^63) had its whole payload collected and reported as the reason.
+        let reason = "r".repeat(100_000);
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        let bytes = frame(true, OP_CLOSE, &payload, Some([1, 2, 3, 4]));
+        let mut t = FrameTracker::new();
+        let mut seen = Seen::default();
+        for chunk in bytes.chunks(1000) {
+            t.feed(chunk, &mut seen);
+        }
+        assert!(t.at_boundary(), "the whole frame was consumed");
+        let close = seen.close.map(|(code, reason)| (code, reason.len()));
+        assert_eq!(close, Some((1000, 123)));
     }
 
     #[test]
