@@ -85,17 +85,7 @@ pub fn issue_leaf(ca: &PemPair, names: &[String]) -> Result<PemPair, rcgen::Erro
         names.first().map_or("localhost", String::as_str),
     );
     params.distinguished_name = dn;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(365);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(PemPair {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    })
+    sign_leaf(params, ExtendedKeyUsagePurpose::ServerAuth, &key, &issuer)
 }
 
 /// A client certificate (for mutual TLS) signed by `ca`: subject `CN=common_name`
@@ -128,13 +118,25 @@ pub fn issue_client(
     dn.push(DnType::OrganizationName, "ferry development CA");
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign_leaf(params, ExtendedKeyUsagePurpose::ClientAuth, &key, &issuer)
+}
+
+/// Signs a leaf for one purpose: digital signature only, an Authority Key
+/// Identifier (strict verifiers want it) and a year's validity from an hour
+/// ago (so a slightly slow clock accepts it).
+fn sign_leaf(
+    mut params: CertificateParams,
+    purpose: ExtendedKeyUsagePurpose,
+    key: &KeyPair,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<PemPair, rcgen::Error> {
+    params.extended_key_usages = vec![purpose];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(365);
-    let cert = params.signed_by(&key, &issuer)?;
+    let cert = params.signed_by(key, issuer)?;
     Ok(PemPair {
         cert: cert.pem(),
         key: key.serialize_pem(),
