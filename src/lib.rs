@@ -12,6 +12,9 @@
 //! - [`router`]: host + path → the first matching route (pure).
 //! - [`upstream`]: server choice, passive and active health, retries
 //!   ([`upstream::Upstream::send`]), keep-alive pools, DNS.
+//! - [`static_files`]: a route's directory served as files (SPA fallback,
+//!   precompressed siblings, validators, ranges); [`encoding`]: content
+//!   codings and `Accept-Encoding`.
 //! - [`tls`]: certificate loading, SNI selection, the development CA.
 //! - [`server`]: listeners, accept loops, TLS handshakes, HTTP/1.1 or HTTP/2 by ALPN.
 //! - [`drain`]: shutdown signalling and tunnel tracking, shared by server and proxy.
@@ -30,9 +33,9 @@
 //! 3  admin  signal
 //! 4  reload  server
 //! 5  proxy
-//! 6  upstream  tls  access_log
+//! 6  upstream  tls  access_log  static_files
 //! 7  config
-//! 8  router  metrics  drain  telemetry
+//! 8  router  metrics  drain  telemetry  encoding
 //! ```
 //!
 //! Inside [`proxy`]: `http → websocket → {decision, response, context}`,
@@ -45,12 +48,14 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod drain;
+pub mod encoding;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod server;
 pub mod signal;
+pub mod static_files;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

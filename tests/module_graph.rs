@@ -12,9 +12,9 @@ const LAYERS: &[&[&str]] = &[
     &["admin", "signal"],
     &["reload", "server"],
     &["proxy"],
-    &["upstream", "tls", "access_log"],
+    &["upstream", "tls", "access_log", "static_files"],
     &["config"],
-    &["router", "metrics", "drain", "telemetry"],
+    &["router", "metrics", "drain", "telemetry", "encoding"],
 ];
 
 fn layer(module: &str) -> usize {

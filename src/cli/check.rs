@@ -319,6 +319,11 @@ fn summary(config: &Config, certs: &[LoadedCert], no_files: bool) -> String {
                 None => format!("-> upstream {}", config.upstreams[*u].name),
             },
             RouteAction::Redirect { to, status } => format!("-> {} {to}", status.as_u16()),
+            RouteAction::Static(files) => format!(
+                "-> files {}{}",
+                files.root.display(),
+                if files.spa { " (spa)" } else { "" }
+            ),
         };
         let _ = writeln!(
             s,

@@ -135,7 +135,10 @@ pub struct FileRoute {
     pub path_exact: Option<Spanned<OneOrMany>>,
     pub path_regex: Option<Spanned<String>>,
     pub upstream: Option<Spanned<String>>,
+    #[serde(rename = "static")]
+    pub static_files: Option<Spanned<FileStatic>>,
     pub redirect: Option<Spanned<FileRedirect>>,
+    pub compress: Option<Spanned<bool>>,
     pub read_timeout: Option<Spanned<String>>,
     pub max_body_size: Option<Spanned<FileSize>>,
     pub request_headers: Option<Spanned<FileHeaderOps>>,
@@ -153,6 +156,19 @@ pub struct FileWebSocket {
     pub ping_interval: Option<Spanned<String>>,
     pub allowed_origins: Option<Vec<Spanned<String>>>,
     pub require_origin: Option<Spanned<bool>>,
+}
+
+/// `static = { root, spa, ... }` on a route: files served from a directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStatic {
+    pub root: Spanned<String>,
+    pub spa: Option<Spanned<bool>>,
+    pub index: Option<Spanned<String>>,
+    pub immutable: Option<Spanned<String>>,
+    pub precompressed: Option<Spanned<Vec<Spanned<String>>>>,
+    pub hidden: Option<Spanned<bool>>,
+    pub follow_symlinks: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

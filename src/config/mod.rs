@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
+use regex::Regex;
 
 pub use admin::{AdminConfig, AdminToken, AdminTokenError, token_problem};
 pub use error::{ConfigError, Problem};
 pub use origin::{OriginError, OriginPattern};
 
+pub use crate::encoding::Encoding;
 use crate::router::Matcher;
 
 /// A validated configuration.
@@ -258,6 +260,8 @@ pub struct RouteConfig {
     pub websocket: WebSocketConfig,
     /// `Strict-Transport-Security` for this route's TLS responses (else `server.hsts`).
     pub hsts: Option<HeaderValue>,
+    /// Compress compressible responses (gzip, br, zstd) by `Accept-Encoding`.
+    pub compress: bool,
 }
 
 /// How WebSocket sessions on a route are kept and checked.
@@ -294,6 +298,40 @@ pub enum RouteAction {
     Upstream(usize),
     /// Answer with a redirect; `to` may contain `{scheme}`, `{host}`, `{path}`, `{query}`, `{uri}`.
     Redirect { to: String, status: StatusCode },
+    /// Serve files from a directory (`static = { root = ... }`).
+    Static(Arc<StaticConfig>),
+}
+
+/// `static = { ... }`: how a route serves files from `root`.
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    /// The directory served; a request path is resolved inside it.
+    pub root: PathBuf,
+    /// A single-page app: a GET for a missing extension-less path that
+    /// accepts HTML is answered with `index` (`try_files $uri /index.html`).
+    pub spa: bool,
+    /// The file served for a directory, and the SPA fallback.
+    pub index: String,
+    /// Paths (as requested) that get `Cache-Control: public, max-age=31536000, immutable`;
+    /// `None`: the built-in rule (under `/assets/`, or a file name with a
+    /// content hash, as docs/static.md describes).
+    pub immutable: Option<Regex>,
+    /// The sibling encodings looked for (`app.js.br`, ...), in preference order on q-value ties.
+    pub precompressed: Vec<Encoding>,
+    /// Serve dotfiles (`.well-known` aside, off: they 404).
+    pub hidden: bool,
+    pub follow_symlinks: FollowSymlinks,
+}
+
+/// `follow_symlinks`: whether a symlink under `root` is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowSymlinks {
+    /// Followed when its target is inside `root` (the default).
+    WithinRoot,
+    /// Never: a path through a symlink is 404.
+    Never,
+    /// Always, wherever it points (a `root` assembled from links).
+    Always,
 }
 
 /// Header edits applied on the way through, after ferry's own headers.

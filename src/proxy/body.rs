@@ -1,5 +1,6 @@
 //! The response body ferry sends: an upstream body streamed through (with a
-//! between-chunks read timeout), or a small body of our own.
+//! between-chunks read timeout), a small body of our own, or any other
+//! stream of bytes (a file, a compressed body) boxed.
 //!
 //! It also carries the request's context, whose log line is written when the
 //! body is finished or dropped, so the line has the real byte count and
@@ -37,6 +38,8 @@ enum Kind {
         /// Created only when the body is actually waiting.
         idle: Option<Pin<Box<Sleep>>>,
     },
+    /// A file being read, a body being compressed.
+    Stream(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
 }
 
 /// The upstream went quiet mid-body for longer than `read_timeout`.
@@ -67,6 +70,19 @@ impl ProxyBody {
                 last: Instant::now(),
                 idle: None,
             },
+            context: None,
+        }
+    }
+
+    /// Any other body: a file, a compressed body (boxed: these are the rarer paths).
+    pub fn stream<B>(body: B) -> ProxyBody
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        ProxyBody {
+            kind: Kind::Stream(Box::pin(body.map_err(Into::into))),
             context: None,
         }
     }
@@ -111,6 +127,7 @@ impl Body for ProxyBody {
                     Some(Err(BoxError::from(BodyTimeout(*timeout))))
                 }
             },
+            Kind::Stream(body) => ready!(body.as_mut().poll_frame(cx)),
         };
         if let Some(log) = &mut this.context {
             match &frame {
@@ -130,6 +147,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Stream(body) => body.is_end_stream(),
         }
     }
 
@@ -138,6 +156,7 @@ impl Body for ProxyBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Stream(body) => body.size_hint(),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http::uri::Authority;
 
+use crate::static_files::StaticError;
 use crate::upstream::body::{BodyFailure, Progress};
 use crate::upstream::{Failed, SendError};
 
@@ -37,6 +38,9 @@ pub enum ProxyError {
     OriginRequired,
     #[error("the request body is larger than this route's max_body_size ({limit} bytes)")]
     PayloadTooLarge { limit: u64 },
+    /// A static route has no file to answer with.
+    #[error(transparent)]
+    Static(#[from] StaticError),
     #[error("cannot connect to upstream `{upstream}` at {server}: {source}")]
     UpstreamConnect {
         upstream: Arc<str>,
@@ -93,6 +97,7 @@ impl ProxyError {
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Static(e) => e.status(),
             ProxyError::OriginNotAllowed { .. } | ProxyError::OriginRequired => {
                 StatusCode::FORBIDDEN
             }
@@ -113,7 +118,8 @@ impl ProxyError {
             | ProxyError::Misdirected
             | ProxyError::OriginNotAllowed { .. }
             | ProxyError::OriginRequired
-            | ProxyError::PayloadTooLarge { .. } => Side::Client,
+            | ProxyError::PayloadTooLarge { .. }
+            | ProxyError::Static(_) => Side::Client,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
@@ -176,6 +182,7 @@ impl ProxyError {
             ProxyError::OriginNotAllowed { .. } => "origin not allowed",
             ProxyError::OriginRequired => "origin required",
             ProxyError::PayloadTooLarge { .. } => "request body too large",
+            ProxyError::Static(e) => e.public_message(),
             ProxyError::UpstreamConnect { .. } => "upstream unavailable",
             ProxyError::UpstreamFailed { .. } => "upstream failed",
             ProxyError::UpstreamConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {

@@ -30,6 +30,7 @@ use super::error::ProxyError;
 use super::response::{self, wants_json};
 use super::{ConnInfo, State, websocket};
 use crate::config::ListenerKind;
+use crate::static_files;
 use crate::upstream::RequestBody;
 
 /// Serves one request. Never fails: errors become responses.
@@ -58,6 +59,13 @@ pub async fn handle(
             Err(e)
         }
         Action::Redirect { status, location } => Ok(response::redirect(status, location)),
+        Action::Static(files) => match static_files::serve(&files, &head).await {
+            Ok(res) => Ok(response::from_file(
+                res,
+                &state.config.routes[ctx.route.unwrap_or(0)],
+            )),
+            Err(e) => Err(ProxyError::from(e)),
+        },
         Action::Forward(forward) => match decision.websocket {
             // Boxed: the rarer WebSocket path keeps its state out of every
             // plain request's future.

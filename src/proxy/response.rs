@@ -13,6 +13,7 @@ use super::decision::Handshake;
 use super::error::ProxyError;
 use super::headers;
 use crate::config::{Config, RouteConfig};
+use crate::static_files::FileBody;
 
 /// The upstream's response: hop-by-hop headers out, the route's
 /// `response_headers` in, the body streamed with `read_timeout` between chunks.
@@ -25,6 +26,14 @@ pub fn from_upstream(
     end_to_end(&mut parts.headers, route);
     parts.extensions = http::Extensions::new();
     Response::from_parts(parts, ProxyBody::upstream(body, read_timeout))
+}
+
+/// A static route's file: the route's `response_headers` applied (they may
+/// override the caching policy).
+pub fn from_file(res: Response<FileBody>, route: &RouteConfig) -> Response<ProxyBody> {
+    let (mut parts, body) = res.into_parts();
+    route.response_headers.apply(&mut parts.headers);
+    Response::from_parts(parts, ProxyBody::stream(body))
 }
 
 /// A redirect to `location`.

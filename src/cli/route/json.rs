@@ -65,6 +65,7 @@ impl Report<'_> {
                 None,
             ),
             Some(Action::Forward(_)) => ("forward", None, None, None),
+            Some(Action::Static(_)) => ("static", None, None, None),
         };
         let forward = match action {
             Some(Action::Forward(f)) => Some(f),

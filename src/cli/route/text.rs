@@ -180,6 +180,9 @@ impl Report<'_> {
                 let _ = writeln!(out, "result: {} redirect to {location}", status.as_u16());
             }
             Action::Forward(forward) => self.forward(out, decision, forward),
+            Action::Static(files) => {
+                let _ = writeln!(out, "result: files from {}", files.root.display());
+            }
         }
     }
 

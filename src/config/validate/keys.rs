@@ -140,7 +140,7 @@ proxy_cache_off = true
             "30:21: route[0].request_headers.sett: unknown key `sett` | did you mean `set`?",
             "31:22: route[0].response_headers.remov: unknown key `remov` | did you mean `remove`?",
             "32:15: route[0].websocket.ping_intervall: unknown key `ping_intervall` | did you mean `ping_interval`?",
-            "33:1: route[0].proxy_cache_off: unknown key `proxy_cache_off` | known keys here: `name`, `hosts`, `path_prefix`, `path_exact`, `path_regex`, `upstream`, `redirect`, `read_timeout`, `max_body_size`, `request_headers`, `response_headers`, `websocket`, `hsts`",
+            "33:1: route[0].proxy_cache_off: unknown key `proxy_cache_off` | known keys here: `name`, `hosts`, `path_prefix`, `path_exact`, `path_regex`, `upstream`, `static`, `redirect`, `compress`, `read_timeout`, `max_body_size`, `request_headers`, `response_headers`, `websocket`, `hsts`",
         ];
         assert_eq!(got, want);
         let top = problems(&format!("zzzzzzzz = 1\n{MINIMAL}"));

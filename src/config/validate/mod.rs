@@ -12,6 +12,7 @@ mod keys;
 mod listen;
 mod route;
 mod server;
+mod static_files;
 mod tls;
 mod upstream;
 mod values;
@@ -77,7 +78,7 @@ fn build(file: FileConfig, name: &str, base: &Path, p: &mut Problems<'_>) -> Con
     listen::check_proxy_protocol(&file.listen, &server, p);
     let certificates = certificate::build(&file.certificate, &file.listen, &listeners, base, p);
     let upstreams = upstream::build(&file.upstream, p);
-    let routes = route::build(&file.route, &upstreams, p);
+    let routes = route::build(&file.route, &upstreams, base, p);
     Config {
         source: name.to_owned(),
         server,
@@ -208,9 +209,15 @@ hsts = "max-age=31536000"
 websocket = { idle_timeout = "1h", max_lifetime = "12h", ping_interval = "30s", allowed_origins = ["https://*.example.com", "http://localhost:5173"], require_origin = true }
 
 [[route]]
-path_prefix = ["/static", "/assets"]
+path_prefix = ["/upload"]
 upstream = "backend"
 max_body_size = "10MB"
+compress = true
+
+[[route]]
+name = "app"
+path_prefix = "/"
+static = { root = "dist", spa = true, index = "index.html", immutable = "^/assets/", precompressed = ["br", "gzip"], hidden = false, follow_symlinks = "within_root" }
 "#;
 
     /// For each `(from, to, expect)`: [`MINIMAL`] with `from` replaced by `to`

@@ -1,7 +1,8 @@
 //! `[[route]]` blocks: which requests (hosts, a path condition) go where
-//! (an upstream or a redirect), and what is changed on the way.
+//! (an upstream, a directory of files or a redirect), and what is changed on the way.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use http::StatusCode;
@@ -18,12 +19,13 @@ use crate::router::{HostPattern, Matcher, PathMatch};
 pub(super) fn build(
     file: &[Spanned<FileRoute>],
     upstreams: &[UpstreamConfig],
+    base: &Path,
     p: &mut Problems<'_>,
 ) -> Vec<RouteConfig> {
     let mut routes = Vec::new();
     let mut names = HashSet::new();
     for (i, r) in file.iter().enumerate() {
-        let route = build_route(i, r, upstreams, p);
+        let route = build_route(i, r, upstreams, base, p);
         if !names.insert(route.name.clone()) {
             p.push(
                 r.get_ref().name.as_ref().map(Spanned::span),
@@ -49,6 +51,7 @@ fn build_route(
     i: usize,
     r: &Spanned<FileRoute>,
     upstreams: &[UpstreamConfig],
+    base: &Path,
     p: &mut Problems<'_>,
 ) -> RouteConfig {
     let key = format!("route[{i}]");
@@ -56,17 +59,9 @@ fn build_route(
     let name = name(i, &key, f, p);
     let hosts = hosts(&key, f, p);
     let path = path(&key, r, p);
-    let action = action(&key, r, upstreams, p);
+    let action = action(&key, r, upstreams, base, p);
     let read_timeout = duration(p, &f.read_timeout, &key, "read_timeout");
     let max_body_size = max_body_size(&key, f, p);
-    if f.read_timeout.is_some() && f.redirect.is_some() {
-        p.push(
-            f.read_timeout.as_ref().map(Spanned::span),
-            format!("{key}.read_timeout"),
-            "`read_timeout` has no effect on a redirect route",
-            Some("remove it".into()),
-        );
-    }
     let request_headers = header_ops(p, &f.request_headers, &format!("{key}.request_headers"));
     let response_headers = header_ops(p, &f.response_headers, &format!("{key}.response_headers"));
     let websocket = websocket(p, &f.websocket, &format!("{key}.websocket"));
@@ -74,14 +69,8 @@ fn build_route(
         .hsts
         .as_ref()
         .and_then(|v| super::tls::hsts(p, v, &format!("{key}.hsts")));
-    if f.websocket.is_some() && f.redirect.is_some() {
-        p.push(
-            f.websocket.as_ref().map(Spanned::span),
-            format!("{key}.websocket"),
-            "`websocket` has no effect on a redirect route",
-            Some("remove it".into()),
-        );
-    }
+    let compress = f.compress.as_ref().is_some_and(|c| *c.get_ref());
+    keys_without_effect(&key, f, &action, p);
     RouteConfig {
         name,
         matcher: Matcher { hosts, path },
@@ -92,6 +81,51 @@ fn build_route(
         response_headers,
         websocket,
         hsts,
+        compress,
+    }
+}
+
+/// Keys that mean nothing for what the route does: refused, so nobody
+/// believes a redirect honours a `read_timeout` or a static route a body limit.
+fn keys_without_effect(key: &str, f: &FileRoute, action: &RouteAction, p: &mut Problems<'_>) {
+    type Span = Option<std::ops::Range<usize>>;
+    let (kind, keys): (&str, Vec<(&str, Span)>) = match action {
+        RouteAction::Upstream(_) => return,
+        RouteAction::Redirect { .. } => (
+            "redirect",
+            vec![
+                ("read_timeout", f.read_timeout.as_ref().map(Spanned::span)),
+                ("websocket", f.websocket.as_ref().map(Spanned::span)),
+                ("compress", f.compress.as_ref().map(Spanned::span)),
+                ("max_body_size", f.max_body_size.as_ref().map(Spanned::span)),
+                (
+                    "request_headers",
+                    f.request_headers.as_ref().map(Spanned::span),
+                ),
+            ],
+        ),
+        RouteAction::Static(_) => (
+            "static",
+            vec![
+                ("read_timeout", f.read_timeout.as_ref().map(Spanned::span)),
+                ("websocket", f.websocket.as_ref().map(Spanned::span)),
+                ("max_body_size", f.max_body_size.as_ref().map(Spanned::span)),
+                (
+                    "request_headers",
+                    f.request_headers.as_ref().map(Spanned::span),
+                ),
+            ],
+        ),
+    };
+    for (name, span) in keys {
+        if let Some(span) = span {
+            p.push(
+                Some(span),
+                format!("{key}.{name}"),
+                format!("`{name}` has no effect on a {kind} route"),
+                Some("remove it".into()),
+            );
+        }
     }
 }
 
@@ -214,40 +248,45 @@ fn check_paths(p: &mut Problems<'_>, v: &Spanned<OneOrMany>, key: &str) -> Vec<S
     list.into_iter().map(str::to_owned).collect()
 }
 
-/// `upstream` or `redirect`: exactly one. On a problem the route points at
-/// upstream 0, which is never served because the config is rejected.
+/// `upstream`, `static` or `redirect`: exactly one. On a problem the route
+/// points at upstream 0, which is never served because the config is rejected.
 fn action(
     key: &str,
     r: &Spanned<FileRoute>,
     upstreams: &[UpstreamConfig],
+    base: &Path,
     p: &mut Problems<'_>,
 ) -> RouteAction {
     let f = r.get_ref();
-    match (&f.upstream, &f.redirect) {
-        (Some(_), Some(redirect)) => {
-            p.push(
-                Some(redirect.span()),
-                format!("{key}.redirect"),
-                "a route has either `upstream` or `redirect`, not both",
-                None,
-            );
-            RouteAction::Upstream(0)
-        }
-        (None, None) => {
+    match (&f.upstream, &f.static_files, &f.redirect) {
+        (Some(u), None, None) => upstream_action(key, u, upstreams, p),
+        (None, Some(s), None) => super::static_files::action(key, s.get_ref(), base, p),
+        (None, None, Some(redirect)) => redirect_action(key, redirect.get_ref(), p),
+        (None, None, None) => {
             let help = match upstreams.first() {
-                Some(u) => format!("add `upstream = \"{}\"`", u.name),
-                None => "add an [upstream.NAME] table and `upstream = \"NAME\"` here".into(),
+                Some(u) => format!(
+                    "add `upstream = \"{}\"`, or `static = {{ root = \"dist\" }}` to serve files",
+                    u.name
+                ),
+                None => "add an [upstream.NAME] table and `upstream = \"NAME\"` here, or `static = { root = \"dist\" }` to serve files".into(),
             };
             p.push(
                 Some(r.span()),
                 key,
-                "a route needs `upstream` or `redirect`",
+                "a route needs `upstream`, `static` or `redirect`",
                 Some(help),
             );
             RouteAction::Upstream(0)
         }
-        (Some(u), None) => upstream_action(key, u, upstreams, p),
-        (None, Some(redirect)) => redirect_action(key, redirect.get_ref(), p),
+        _ => {
+            p.push(
+                Some(r.span()),
+                key,
+                "a route has exactly one of `upstream`, `static` and `redirect`",
+                Some("split it into two [[route]] blocks".into()),
+            );
+            RouteAction::Upstream(0)
+        }
     }
 }
 
@@ -420,7 +459,7 @@ mod tests {
             (
                 "upstream = \"backend\"",
                 "",
-                "needs `upstream` or `redirect`",
+                "needs `upstream`, `static` or `redirect`",
             ),
             (
                 "upstream = \"backend\"",

@@ -12,7 +12,8 @@
 //!    policy than the handshake's name gets 421 ([`client_cert`]).
 //! 2. **listener** — a `redirect_https` listener answers 308 to the same URL over https.
 //! 3. **route** — the first matching `[[route]]` in file order, or 404.
-//! 4. **redirect** — a redirect route answers here.
+//! 4. **redirect, static** — a redirect route answers here; a static route
+//!    leaves for [`crate::static_files`] with the request as the client sent it.
 //! 5. **checks** — a WebSocket handshake's `Origin` against the route's
 //!    `allowed_origins` (403); a declared body over `max_body_size` (413).
 //! 6. **upstream request** — hop-by-hop headers out, `X-Forwarded-*` and
@@ -20,6 +21,7 @@
 //!    (HTTP/1.1 or HTTP/2's extended CONNECT) is always an HTTP/1.1 upgrade.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -29,7 +31,7 @@ use http::{Method, StatusCode, Uri, Version};
 
 use super::error::ProxyError;
 use super::headers::{self, Forwarded};
-use crate::config::{Config, ListenerKind, RouteAction, RouteConfig};
+use crate::config::{Config, ListenerKind, RouteAction, RouteConfig, StaticConfig};
 use crate::tls::ClientAuthScope;
 
 pub mod client_cert;
@@ -86,6 +88,9 @@ pub enum Action {
         status: StatusCode,
         location: HeaderValue,
     },
+    /// Serve a file from the route's directory (the request path, as
+    /// nginx's `root`, is resolved under it).
+    Static(Arc<StaticConfig>),
     /// Send this to the route's upstream.
     Forward(Forward),
 }
@@ -150,10 +155,14 @@ pub fn decide(config: &Config, inbound: &Inbound<'_>, head: &mut Parts) -> Decis
     };
     decision.route = Some(index);
 
-    // 4. Redirect routes answer here.
+    // 4. Redirect and static routes answer here.
     let upstream = match &route.action {
         RouteAction::Redirect { to, status } => {
             decision.action = redirect(to, *status, inbound.scheme(), &host, &head.uri);
+            return decision;
+        }
+        RouteAction::Static(files) => {
+            decision.action = Action::Static(files.clone());
             return decision;
         }
         RouteAction::Upstream(i) => *i,
