@@ -1,13 +1,17 @@
 //! `ferry check`: validate a configuration and its certificates, like
 //! `nginx -t`, and say what it will do.
 
+mod static_routes;
+
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use static_routes::{FileProblem, Location};
+
 use super::{Format, load, out};
 use crate::app::{ConfigSource, StartError};
-use crate::config::{ClientAuthMode, Config, ListenerKind, RouteAction};
+use crate::config::{ClientAuthMode, Config, ListenerKind, RouteAction, RouteConfig};
 use crate::router::HostPattern;
 use crate::tls::certs::name_covers;
 use crate::tls::{CertError, LoadedCert, load_certificates};
@@ -34,6 +38,13 @@ pub enum CheckError {
         "{0}\n      help: if this file exists only where ferry runs (a container), use `ferry check --no-files`"
     )]
     AdminToken(#[source] crate::config::AdminTokenError),
+    /// A static route's `root` or (with `spa = true`) index file is not there.
+    #[error("{at}: {problem}\n      help: {help}")]
+    StaticFiles {
+        at: Location,
+        problem: FileProblem,
+        help: &'static str,
+    },
 }
 
 /// For a certificate file that cannot be read: it may exist only in the container.
@@ -71,6 +82,31 @@ pub enum CheckWarning {
          help: move `{later}` above `{earlier}`"
     )]
     Shadowed { later: String, earlier: String },
+    #[error(
+        "route `{earlier}` ({what}) comes before route `{later}` and takes all its requests (routes are tried in file order, and a static route never passes a request on)\n      \
+         help: move `{later}` above `{earlier}`"
+    )]
+    StaticTakesAll {
+        earlier: String,
+        what: String,
+        later: String,
+    },
+    #[error(
+        "route `{earlier}` ({what}) comes before route `{later}` and takes its requests for {hosts} (routes are tried in file order, and a static route never passes a request on)\n      \
+         help: move `{later}` above `{earlier}`"
+    )]
+    StaticTakesHosts {
+        earlier: String,
+        what: String,
+        later: String,
+        hosts: String,
+    },
+    /// A static route that serves `/` has no index file: `/` gets 404.
+    #[error(
+        "{at}: {problem}, so `/` gets 404 (ferry never lists a directory)\n      \
+         help: build the frontend into root, or set `index` to the file `/` should serve"
+    )]
+    NoIndex { at: Location, problem: FileProblem },
     #[error(
         "admin.addr: {addr} is reachable from other machines and [admin] has no token: whoever reaches it can read the metrics and reload ferry\n      \
          help: add `token_file = \"/run/secrets/ferry_admin_token\"` (or `token = \"...\"`) to [admin]; clients then send `Authorization: Bearer <token>`"
@@ -145,7 +181,8 @@ fn print_text(name: &str, report: &CheckReport) {
     }
 }
 
-/// Checks certificates (unless `no_files`) and describes listeners, certificates, upstreams and routes.
+/// Checks certificates and static routes' directories (unless `no_files`)
+/// and describes listeners, certificates, upstreams and routes.
 pub fn check(config: &Config, no_files: bool) -> CheckReport {
     let mut report = CheckReport::default();
     let certs = if no_files {
@@ -153,6 +190,9 @@ pub fn check(config: &Config, no_files: bool) -> CheckReport {
     } else {
         certificates(config, &mut report)
     };
+    if !no_files {
+        static_routes::files(config, &mut report);
+    }
     hosts_covered(config, &certs, &mut report);
     admin(config, no_files, &mut report);
     report.warnings.extend(unresolved_upstreams(config));
@@ -240,18 +280,25 @@ fn hosts_covered(config: &Config, certs: &[LoadedCert], report: &mut CheckReport
     }
 }
 
-/// Routes an earlier route always takes (first match wins).
+/// Routes an earlier route always takes (first match wins), and routes a
+/// static route before them takes for some of their hosts.
 fn shadowed_routes(config: &Config, report: &mut CheckReport) {
     for (j, later) in config.routes.iter().enumerate() {
-        if let Some(i) = config.routes[..j]
-            .iter()
-            .position(|earlier| earlier.matcher.covers(&later.matcher))
-        {
-            report.warnings.push(CheckWarning::Shadowed {
+        let before = &config.routes[..j];
+        let warning = match before.iter().find(|e| e.matcher.covers(&later.matcher)) {
+            Some(
+                earlier @ RouteConfig {
+                    action: RouteAction::Static(_),
+                    ..
+                },
+            ) => Some(static_routes::takes_all(earlier, later)),
+            Some(earlier) => Some(CheckWarning::Shadowed {
                 later: later.name.to_string(),
-                earlier: config.routes[i].name.to_string(),
-            });
-        }
+                earlier: earlier.name.to_string(),
+            }),
+            None => static_routes::takes_some(before, later),
+        };
+        report.warnings.extend(warning);
     }
 }
 
@@ -319,15 +366,17 @@ fn summary(config: &Config, certs: &[LoadedCert], no_files: bool) -> String {
                 None => format!("-> upstream {}", config.upstreams[*u].name),
             },
             RouteAction::Redirect { to, status } => format!("-> {} {to}", status.as_u16()),
-            RouteAction::Static(files) => format!(
-                "-> files {}{}",
+            RouteAction::Static(files) if files.spa => format!(
+                "-> files {} (spa: {} for missing extension-less paths)",
                 files.root.display(),
-                if files.spa { " (spa)" } else { "" }
+                files.index
             ),
+            RouteAction::Static(files) => format!("-> files {}", files.root.display()),
         };
+        let compress = if r.compress { ", compressed" } else { "" };
         let _ = writeln!(
             s,
-            "  {}. {:<12} {}; {} {action}",
+            "  {}. {:<12} {}; {} {action}{compress}",
             i + 1,
             r.name,
             r.matcher.describe_hosts(),

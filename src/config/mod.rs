@@ -20,6 +20,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 
 pub use admin::{AdminConfig, AdminToken, AdminTokenError, token_problem};
+pub(crate) use error::line_col;
 pub use error::{ConfigError, Problem};
 pub use origin::{OriginError, OriginPattern};
 
