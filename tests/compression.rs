@@ -115,9 +115,12 @@ async fn proxy(upstream: &Upstream, ws: Option<&WsBackend>) -> TestProxy {
             .upstream("ws", &[ws.addr])
             .route_with("ws", "/ws", "ws", "compress = true");
     }
-    let toml = toml
-        .route("plain", "/plain", "backend")
-        .route_with("api", "/", "backend", "compress = true");
+    let toml = toml.route("plain", "/plain", "backend").route_with(
+        "api",
+        "/",
+        "backend",
+        "compress = true",
+    );
     TestProxy::start(&toml.build()).await
 }
 
@@ -197,10 +200,19 @@ async fn each_coding_decodes_to_the_upstreams_bytes() {
             assert_eq!(vary(&res), ["Accept-Encoding"]);
             assert_eq!(res.header("content-length"), None, "{proto:?} {coding}");
             assert!(res.body.len() < json().len() / 3, "{coding} compresses");
-            assert_eq!(decode(coding, &res.body), json().as_bytes(), "{proto:?} {coding}");
+            assert_eq!(
+                decode(coding, &res.body),
+                json().as_bytes(),
+                "{proto:?} {coding}"
+            );
         }
         // A browser's list: ties go to br.
-        let res = get(&mut c, "/json", &[("accept-encoding", "gzip, deflate, br, zstd")]).await;
+        let res = get(
+            &mut c,
+            "/json",
+            &[("accept-encoding", "gzip, deflate, br, zstd")],
+        )
+        .await;
         assert_eq!(res.header("content-encoding"), Some("br"));
     }
 }
@@ -210,10 +222,20 @@ async fn q_values_choose_the_coding() {
     let up = upstream().await;
     let proxy = proxy(&up, None).await;
     let mut c = proxy.client(Proto::H2).await;
-    let res = get(&mut c, "/json", &[("accept-encoding", "gzip;q=1, br;q=0.5")]).await;
+    let res = get(
+        &mut c,
+        "/json",
+        &[("accept-encoding", "gzip;q=1, br;q=0.5")],
+    )
+    .await;
     assert_eq!(res.header("content-encoding"), Some("gzip"));
     assert_eq!(decode("gzip", &res.body), json().as_bytes());
-    let res = get(&mut c, "/json", &[("accept-encoding", "br;q=0, zstd;q=0.2")]).await;
+    let res = get(
+        &mut c,
+        "/json",
+        &[("accept-encoding", "br;q=0, zstd;q=0.2")],
+    )
+    .await;
     assert_eq!(res.header("content-encoding"), Some("zstd"));
     let res = get(&mut c, "/json", &[("accept-encoding", "br;q=0")]).await;
     assert_identity(&res, json().as_bytes(), "br refused, nothing else offered");
@@ -230,7 +252,10 @@ async fn identity_without_accept_encoding_or_compress_or_a_small_or_binary_body(
         let res = get(&mut c, "/json", &[]).await;
         assert_identity(&res, json().as_bytes(), "no Accept-Encoding");
         assert_eq!(vary(&res), ["Accept-Encoding"]);
-        assert_eq!(res.header("content-length"), Some(&*json().len().to_string()));
+        assert_eq!(
+            res.header("content-length"),
+            Some(&*json().len().to_string())
+        );
 
         // compress = false (the default) on route `plain`: nothing changes.
         let res = get(&mut c, "/plain", &[("accept-encoding", "gzip, br")]).await;
@@ -258,7 +283,10 @@ async fn the_upstreams_own_coding_and_no_transform_are_left_alone() {
     // Passed through as the upstream sent it (its bytes, its header).
     assert_eq!(res.header("content-encoding"), Some("gzip"));
     assert_eq!(&res.body[..], json().as_bytes());
-    assert_eq!(res.header("content-length"), Some(&*json().len().to_string()));
+    assert_eq!(
+        res.header("content-length"),
+        Some(&*json().len().to_string())
+    );
     let res = get(&mut c, "/no-transform", &all).await;
     assert_identity(&res, json().as_bytes(), "no-transform");
     assert!(vary(&res).is_empty());
@@ -274,7 +302,10 @@ async fn head_204_304_206_are_untouched() {
         let res = get_as(&mut c, "HEAD", "/json", &all).await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.header("content-encoding"), None, "HEAD");
-        assert_eq!(res.header("content-length"), Some(&*json().len().to_string()));
+        assert_eq!(
+            res.header("content-length"),
+            Some(&*json().len().to_string())
+        );
         for (path, status) in [("/204", 204), ("/304", 304)] {
             let res = get(&mut c, path, &all).await;
             assert_eq!(res.status(), status);
@@ -366,7 +397,11 @@ async fn streams_piece_by_piece(path: &str, pieces: &[&str]) {
                     received.extend_from_slice(&data);
                 }
             }
-            assert_eq!(decode(coding, &received), expected.as_bytes(), "{proto:?} {coding}");
+            assert_eq!(
+                decode(coding, &received),
+                expected.as_bytes(),
+                "{proto:?} {coding}"
+            );
         }
     }
 }
@@ -389,7 +424,12 @@ async fn server_sent_events_arrive_one_by_one_compressed() {
 async fn a_long_poll_that_trickles_arrives_as_written() {
     streams_piece_by_piece(
         "/stream/poll",
-        &["{\"events\":[", "{\"id\":1,\"type\":\"created\"}", ",{\"id\":2}", "]}"],
+        &[
+            "{\"events\":[",
+            "{\"id\":1,\"type\":\"created\"}",
+            ",{\"id\":2}",
+            "]}",
+        ],
     )
     .await;
 }

@@ -206,7 +206,11 @@ mod tests {
             let mut e = Encoder::new(encoding).unwrap();
             let mut out = e.compress(b"data: one\n\n").unwrap().to_vec();
             out.extend_from_slice(&e.flush().unwrap());
-            assert_eq!(decode_prefix(encoding, &out), b"data: one\n\n", "{encoding:?}");
+            assert_eq!(
+                decode_prefix(encoding, &out),
+                b"data: one\n\n",
+                "{encoding:?}"
+            );
             out.extend_from_slice(&e.compress(b"data: two\n\n").unwrap());
             out.extend_from_slice(&e.flush().unwrap());
             assert_eq!(

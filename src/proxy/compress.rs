@@ -88,7 +88,12 @@ pub fn apply(mut res: Response<ProxyBody>, request: &RequestFacts) -> Response<P
 }
 
 /// Whether a response may be compressed at all, whatever the client accepts.
-pub fn eligible(method: &Method, status: StatusCode, headers: &HeaderMap, length: Option<u64>) -> bool {
+pub fn eligible(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<u64>,
+) -> bool {
     if method == Method::HEAD || method == Method::CONNECT {
         return false;
     }
@@ -324,7 +329,12 @@ mod tests {
         assert!(eligible(&get, ok, &headers(&[JSON]), None));
         assert!(eligible(&get, ok, &headers(&[JSON]), Some(1025)));
         assert!(!eligible(&get, ok, &headers(&[JSON]), Some(1024)));
-        assert!(eligible(&get, StatusCode::NOT_FOUND, &headers(&[JSON]), None));
+        assert!(eligible(
+            &get,
+            StatusCode::NOT_FOUND,
+            &headers(&[JSON]),
+            None
+        ));
         assert!(!eligible(&Method::HEAD, ok, &headers(&[JSON]), None));
         assert!(!eligible(&Method::CONNECT, ok, &headers(&[JSON]), None));
         for status in [101, 204, 206, 304] {
@@ -332,7 +342,12 @@ mod tests {
             assert!(!eligible(&get, status, &headers(&[JSON]), None), "{status}");
         }
         assert!(!eligible(&get, ok, &headers(&[]), None));
-        assert!(!eligible(&get, ok, &headers(&[("content-type", "image/png")]), None));
+        assert!(!eligible(
+            &get,
+            ok,
+            &headers(&[("content-type", "image/png")]),
+            None
+        ));
         let encoded = headers(&[JSON, ("content-encoding", "gzip")]);
         assert!(!eligible(&get, ok, &encoded, None));
         let no_transform = headers(&[JSON, ("cache-control", "private, No-Transform")]);
