@@ -1,8 +1,13 @@
 //! Content codings: which one a client accepts ([`AcceptEncoding`]), shared
-//! by precompressed static files and by compression of proxied responses.
+//! by precompressed static files and by compression of proxied responses,
+//! and the streaming [`Encoder`] that compresses a body on the way out.
 
-use http::HeaderMap;
+mod encoder;
+
+pub use encoder::{BROTLI_QUALITY, Encoder, GZIP_LEVEL, ZSTD_LEVEL};
+
 use http::header::ACCEPT_ENCODING;
+use http::{HeaderMap, HeaderValue};
 
 /// A content coding ferry serves or applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,8 +51,14 @@ impl AcceptEncoding {
     /// Every `Accept-Encoding` field of `headers`, merged. Malformed members
     /// are skipped (a client that cannot write the header gets identity).
     pub fn from_headers(headers: &HeaderMap) -> AcceptEncoding {
+        AcceptEncoding::from_values(headers.get_all(ACCEPT_ENCODING))
+    }
+
+    /// [`from_headers`](Self::from_headers) for field values kept aside
+    /// (the request's, after its head went upstream).
+    pub fn from_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> AcceptEncoding {
         let mut listed = Vec::new();
-        for value in headers.get_all(ACCEPT_ENCODING) {
+        for value in values {
             let Ok(value) = value.to_str() else { continue };
             for member in value.split(',') {
                 let mut parts = member.split(';');
@@ -133,7 +144,6 @@ fn parse_q(v: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn accept(v: &str) -> AcceptEncoding {
         let mut h = HeaderMap::new();

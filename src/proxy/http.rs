@@ -9,6 +9,9 @@
 //!    the response head ([`Upstream::send`](crate::upstream::Upstream::send)).
 //! 3. **response** — hop-by-hop headers out, the route's `response_headers`,
 //!    the body streamed with a between-chunks timeout ([`response::from_upstream`]).
+//!    On a `compress = true` route, an upstream's or a static file's answer
+//!    is compressed by the client's `Accept-Encoding` when the policy allows
+//!    ([`compress::apply`]; never a WebSocket's, never ferry's own errors).
 //!    Over TLS, every answer (ferry's own too) gets the `hsts` header.
 //! 4. **log** — one record (and the metrics) when the body is done, or when
 //!    the client abandons the request ([`RequestContext`]'s `Drop`).
@@ -28,7 +31,7 @@ use super::context::RequestContext;
 use super::decision::{Action, Forward, decide};
 use super::error::ProxyError;
 use super::response::{self, wants_json};
-use super::{ConnInfo, State, websocket};
+use super::{ConnInfo, State, compress, websocket};
 use crate::config::ListenerKind;
 use crate::static_files;
 use crate::upstream::RequestBody;
@@ -45,12 +48,15 @@ pub async fn handle(
     // stream): taken before the head is rewritten for the upstream.
     let upgrade = head.extensions.remove::<OnUpgrade>();
     let mut ctx = Box::new(RequestContext::new(state.clone(), conn, &head));
+    // Compression answers the client's request, not the upstream's head.
+    let facts = compress::RequestFacts::capture(&head);
 
     // Phase 1: decide.
     let decision = decide(&state.config, &ctx.conn.inbound(), &mut head);
     ctx.host = decision.host;
     ctx.route = decision.route;
     ctx.upstream = decision.upstream;
+    let compress = decision.websocket.is_none() && ctx.route_config().is_some_and(|r| r.compress);
     let result = match decision.action {
         Action::Refuse(e) => {
             if let Some(ws) = &decision.websocket {
@@ -78,6 +84,7 @@ pub async fn handle(
     };
 
     let mut res = match result {
+        Ok(res) if compress => compress::apply(res, &facts),
         Ok(res) => res,
         Err(e) => {
             let res = response::error(&e, json);

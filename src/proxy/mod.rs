@@ -9,13 +9,16 @@
 //! - [`error`]: the one mapping from failures to statuses.
 //! - [`response`]: upstream responses, redirects and WebSocket acceptances.
 //! - [`body`]: the response body type, with the between-chunks timeout.
+//! - [`compress`]: the compression policy and the body that compresses as
+//!   it streams.
 //! - [`context`]: the per-request context, and its log line.
 //!
 //! Inside the module the graph points one way: `http → websocket →
-//! {decision, response, context} → body`, `decision → {headers, error}`,
+//! {decision, response, context} → body`, `http → compress → body`, `decision → {headers, error}`,
 //! `error → body`.
 
 pub mod body;
+pub mod compress;
 pub mod context;
 pub mod decision;
 pub mod error;
