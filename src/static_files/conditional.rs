@@ -12,9 +12,7 @@ use crate::encoding::Encoding;
 /// `"<len hex>-<mtime nanos hex>"`, with `.br`/`.zst`/`.gz` inside the quotes
 /// for a precompressed sibling.
 pub fn etag(len: u64, mtime: SystemTime, encoding: Option<Encoding>) -> String {
-    let nanos = mtime
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let ext = encoding.map_or("", Encoding::extension);
     format!("\"{len:x}-{nanos:x}{ext}\"")
 }
@@ -200,7 +198,9 @@ mod tests {
         let date = httpdate::fmt_http_date(mtime);
         let ims = |v: &str| not_modified(&with(header::IF_MODIFIED_SINCE, v), &tag, mtime);
         assert!(ims(&date));
-        assert!(!ims(&httpdate::fmt_http_date(mtime - Duration::from_secs(1))));
+        assert!(!ims(&httpdate::fmt_http_date(
+            mtime - Duration::from_secs(1)
+        )));
         // If-None-Match wins: a mismatch is 200 whatever the date says.
         let mut both = with(header::IF_NONE_MATCH, "\"x\"");
         both.insert(header::IF_MODIFIED_SINCE, date.parse().unwrap());
@@ -211,7 +211,9 @@ mod tests {
         assert!(!ir(&format!("W/{tag}")));
         assert!(!ir("\"other\""));
         assert!(ir(&date));
-        assert!(!ir(&httpdate::fmt_http_date(mtime - Duration::from_secs(5))));
+        assert!(!ir(&httpdate::fmt_http_date(
+            mtime - Duration::from_secs(5)
+        )));
         assert!(if_range_allows(&HeaderMap::new(), &tag, mtime));
     }
 }

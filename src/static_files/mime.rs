@@ -37,7 +37,12 @@ mod tests {
         let t = |name: &str| content_type(Path::new(name));
         assert_eq!(t("a.html"), "text/html; charset=utf-8");
         assert_eq!(t("a.css"), "text/css; charset=utf-8");
-        assert!(t("a.js").to_str().unwrap().ends_with("javascript; charset=utf-8"));
+        assert!(
+            t("a.js")
+                .to_str()
+                .unwrap()
+                .ends_with("javascript; charset=utf-8")
+        );
         assert_eq!(t("a.json"), "application/json; charset=utf-8");
         assert_eq!(t("a.svg"), "image/svg+xml; charset=utf-8");
         assert_eq!(t("a.png"), "image/png");

@@ -202,7 +202,10 @@ fn answer(
     }
     h.insert(header::CONTENT_TYPE, mime::content_type(&target.path));
     if let Some(e) = target.encoding {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(e.token()));
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(e.token()),
+        );
     } else {
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     }
@@ -230,8 +233,7 @@ fn answer(
         return Ok(res);
     }
     if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .map_err(StaticError::Io)?;
+        file.seek(SeekFrom::Start(start)).map_err(StaticError::Io)?;
     }
     *res.body_mut() = if count <= body::SMALL {
         FileBody::full(body::read_chunk(&file, count).map_err(StaticError::Io)?)

@@ -264,10 +264,7 @@ impl<'a> Report<'a> {
     /// Whether the request would reach an upstream, get a redirect, or get
     /// a file (a static route's 404 is not served).
     pub fn served(&self) -> bool {
-        let file_ok = self
-            .static_answer
-            .as_ref()
-            .is_none_or(|s| s.result.is_ok());
+        let file_ok = self.static_answer.as_ref().is_none_or(|s| s.result.is_ok());
         file_ok
             && self
                 .decision

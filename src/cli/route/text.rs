@@ -203,7 +203,11 @@ impl Report<'_> {
                     }
                 };
                 let encoding = match target.encoding {
-                    Some(e) => format!("; Content-Encoding: {} from {}", e.token(), target.served_path().display()),
+                    Some(e) => format!(
+                        "; Content-Encoding: {} from {}",
+                        e.token(),
+                        target.served_path().display()
+                    ),
                     None => String::new(),
                 };
                 writeln!(
