@@ -9,6 +9,12 @@ use crate::config::ListenerKind;
 /// Binds, serves and drains; the exit code is 0 after a clean drain.
 pub(super) fn run(source: ConfigSource) -> Result<ExitCode, CliError> {
     let config = load(&source)?;
+    // The blocking pool keeps tokio's default bound (512 threads): static
+    // files use it for one resolve+open+stat hop per request and one read of
+    // at most 256 KiB per in-flight chunk, so a download holds at most one
+    // chunk and the bound caps file-read memory at 512 x 256 KiB even when
+    // the disk is slow. A lower bound would queue DNS lookups (which use the
+    // same pool) behind file reads.
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = config.server.workers {
         runtime.worker_threads(workers);

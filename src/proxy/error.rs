@@ -240,6 +240,19 @@ mod tests {
             ),
             (ProxyError::OriginRequired, 403, Side::Client),
             (ProxyError::PayloadTooLarge { limit: 1 }, 413, Side::Client),
+            (StaticError::NotFound("x").into(), 404, Side::Client),
+            (StaticError::BadPath("x").into(), 400, Side::Client),
+            (StaticError::MethodNotAllowed.into(), 405, Side::Client),
+            (
+                StaticError::RangeNotSatisfiable { len: 3 }.into(),
+                416,
+                Side::Client,
+            ),
+            (
+                StaticError::Io(std::io::Error::other("disk")).into(),
+                500,
+                Side::Client,
+            ),
             (
                 ProxyError::UpstreamConnect {
                     upstream: up.clone(),

@@ -119,6 +119,12 @@ pub fn error(err: &ProxyError, wants_json: bool) -> Response<ProxyBody> {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // 405's `Allow`, 416's `Content-Range`.
+    if let ProxyError::Static(e) = err {
+        if let Some((name, value)) = e.header() {
+            res.headers_mut().insert(name, value);
+        }
+    }
     res
 }
 
@@ -157,5 +163,17 @@ mod tests {
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
         assert_eq!(res.status(), 404);
         assert!(looks_like_error(res.headers()));
+    }
+
+    /// A static route's 405 and 416 carry the header their status requires.
+    #[test]
+    fn static_errors_carry_their_headers() {
+        use crate::static_files::StaticError;
+        let res = error(&StaticError::MethodNotAllowed.into(), false);
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()[header::ALLOW], "GET, HEAD");
+        let res = error(&StaticError::RangeNotSatisfiable { len: 10 }.into(), false);
+        assert_eq!(res.status(), 416);
+        assert_eq!(res.headers()[header::CONTENT_RANGE], "bytes */10");
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::{Certificate, Report};
 use crate::config::ListenerKind;
 use crate::proxy::decision::{Action, OriginCheck};
+use crate::static_files::Located;
 
 impl Report<'_> {
     /// The request as JSON: every fact [`Report::text`] prints, for scripts.
@@ -65,7 +66,16 @@ impl Report<'_> {
                 None,
             ),
             Some(Action::Forward(_)) => ("forward", None, None, None),
-            Some(Action::Static(_)) => ("static", None, None, None),
+            Some(Action::Static(_)) => {
+                let answer = self.static_answer.as_ref();
+                let status = answer.map(|a| a.status().as_u16());
+                let location = answer.and_then(|a| match &a.result {
+                    Ok(Located::Redirect { location }) => Some(location.as_str()),
+                    _ => None,
+                });
+                let error = answer.and_then(|a| a.result.as_ref().err().map(|e| e.to_string()));
+                ("static", status, location, error)
+            }
         };
         let forward = match action {
             Some(Action::Forward(f)) => Some(f),
@@ -85,6 +95,16 @@ impl Report<'_> {
                 "headers": headers_json(&head.headers),
             })),
             "removed_headers": head.map(|head| super::removed(&self.client_head.headers, &head.headers)),
+            "static": self.static_answer.as_ref().map(|a| match &a.result {
+                Ok(Located::File(t)) => json!({
+                    "file": t.path.display().to_string(),
+                    "kind": t.kind.label(),
+                    "encoding": t.encoding.map(|e| e.token()),
+                    "served_file": t.served_path().display().to_string(),
+                    "cache_control": a.cache_control,
+                }),
+                _ => Value::Null,
+            }),
         })
     }
 }

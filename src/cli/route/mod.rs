@@ -216,6 +216,9 @@ pub struct Report<'a> {
     pub upstream_head: Option<Parts>,
     /// What ferry does with it, when a listener receives it.
     pub decision: Option<Decision>,
+    /// On a static route: the file served, or why none is (the server's own
+    /// resolution, run against the file system here).
+    pub static_answer: Option<crate::static_files::Explanation>,
 }
 
 impl<'a> Report<'a> {
@@ -242,6 +245,10 @@ impl<'a> Report<'a> {
         let forwarded = decision
             .as_ref()
             .is_some_and(|d| matches!(d.action, Action::Forward(_)));
+        let static_answer = match decision.as_ref().map(|d| &d.action) {
+            Some(Action::Static(files)) => Some(crate::static_files::explain(files, &head)),
+            _ => None,
+        };
         Report {
             config,
             query,
@@ -250,14 +257,19 @@ impl<'a> Report<'a> {
             client_head,
             upstream_head: forwarded.then_some(head),
             decision,
+            static_answer,
         }
     }
 
-    /// Whether the request would reach an upstream or get a redirect.
+    /// Whether the request would reach an upstream, get a redirect, or get
+    /// a file (a static route's 404 is not served).
     pub fn served(&self) -> bool {
-        self.decision
-            .as_ref()
-            .is_some_and(|d| !matches!(d.action, Action::Refuse(_)))
+        let file_ok = self.static_answer.as_ref().is_none_or(|s| s.result.is_ok());
+        file_ok
+            && self
+                .decision
+                .as_ref()
+                .is_some_and(|d| !matches!(d.action, Action::Refuse(_)))
     }
 
     /// For each route before the chosen one (all of them when none is):

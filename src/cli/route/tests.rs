@@ -145,3 +145,37 @@ fn certificate_coverage() {
         e.text
     );
 }
+
+/// A static route: the file, the SPA fallback, or the 404 and why, from the
+/// same resolution the server runs.
+#[test]
+fn static_routes_name_the_file() {
+    let dir = tempfile::TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("dist")).unwrap();
+    std::fs::write(dir.path().join("dist/index.html"), "i").unwrap();
+    std::fs::write(dir.path().join("dist/app-3f9a1c2b.js"), "j").unwrap();
+    let src = "[[listen]]\naddr = \"127.0.0.1:8080\"\n[[route]]\nname = \"app\"\npath_prefix = \"/\"\nstatic = { root = \"dist\", spa = true }\n";
+    let config = Config::parse(src, "p.toml", dir.path()).unwrap();
+    let report = |url: &str, headers: &[String]| {
+        let query = Query::parse(url, "GET", headers, "203.0.113.7").unwrap();
+        let r = Report::new(&config, &query, None);
+        (r.text(), r.json(), r.served())
+    };
+    let (text, json, served) = report("http://localhost:8080/app-3f9a1c2b.js", &[]);
+    assert!(served, "{text}");
+    assert!(
+        text.contains("result: 200 file ") && text.contains("immutable"),
+        "{text}"
+    );
+    assert_eq!(json["static"]["kind"], "file");
+    let (text, json, _) = report("http://localhost:8080/users/42", &[]);
+    assert!(text.contains("SPA fallback"), "{text}");
+    assert_eq!(json["static"]["kind"], "spa_fallback");
+    assert_eq!(json["static"]["cache_control"], "no-cache");
+    let accept = ["Accept: application/json".to_owned()];
+    let (text, json, served) = report("http://localhost:8080/users/42", &accept);
+    assert!(!served && text.contains("result: 404"), "{text}");
+    assert!(json["error"].as_str().unwrap().contains("Accept"), "{json}");
+    let (text, _, served) = report("http://localhost:8080/missing.js", &[]);
+    assert!(!served && text.contains("with an extension"), "{text}");
+}

@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 use http::Uri;
 
 use super::{Certificate, Report};
-use crate::config::ListenerKind;
+use crate::config::{ListenerKind, StaticConfig};
 use crate::proxy::decision::{Action, Decision, Forward, OriginCheck, WebSocket};
 use crate::proxy::headers::is_trusted;
+use crate::static_files::{Kind, Located};
 
 impl Report<'_> {
     /// The report as text.
@@ -180,10 +181,47 @@ impl Report<'_> {
                 let _ = writeln!(out, "result: {} redirect to {location}", status.as_u16());
             }
             Action::Forward(forward) => self.forward(out, decision, forward),
-            Action::Static(files) => {
-                let _ = writeln!(out, "result: files from {}", files.root.display());
-            }
+            Action::Static(files) => self.static_file(out, files),
         }
+    }
+
+    /// A static route: the file, the SPA fallback, the redirect, or the 404 and why.
+    fn static_file(&self, out: &mut String, files: &StaticConfig) {
+        let _ = writeln!(out, "static: files from {}", files.root.display());
+        let Some(answer) = &self.static_answer else {
+            return;
+        };
+        let status = answer.status().as_u16();
+        let _ = match &answer.result {
+            Ok(Located::File(target)) => {
+                let how = match target.kind {
+                    Kind::File => String::new(),
+                    Kind::Index => " (the directory's index)".to_owned(),
+                    Kind::SpaFallback => {
+                        " (SPA fallback: no file at this path, extension-less, Accept allows HTML)"
+                            .to_owned()
+                    }
+                };
+                let encoding = match target.encoding {
+                    Some(e) => format!(
+                        "; Content-Encoding: {} from {}",
+                        e.token(),
+                        target.served_path().display()
+                    ),
+                    None => String::new(),
+                };
+                writeln!(
+                    out,
+                    "result: {status} file {}{how}{encoding}; Cache-Control: {}",
+                    target.path.display(),
+                    answer.cache_control.unwrap_or_default()
+                )
+            }
+            Ok(Located::Redirect { location }) => {
+                writeln!(out, "result: {status} redirect to {location} (a directory)")
+            }
+            Err(e) => writeln!(out, "result: {status} ({e})"),
+        };
     }
 
     fn websocket(&self, out: &mut String, decision: &Decision, ws: &WebSocket) {
