@@ -226,3 +226,92 @@ async fn chromium_opens_a_websocket_through_ferry_over_http2() {
         .await;
     assert!(refused.contains("route=locked"), "{refused}");
 }
+
+/// The SPA's entry point, as Vite builds it: a hashed module under /assets/.
+const SPA_INDEX: &str = r#"<!doctype html>
+<title>loading</title>
+<div id="root"></div>
+<script type="module" src="/assets/index-Bq3c9TqL.js"></script>"#;
+
+/// The SPA's code: it reads the deep link it was opened on, asks the API who
+/// the user is, and opens a WebSocket, all through the same ferry.
+const SPA_JS: &str = r#"
+const fail = (why) => { document.title = 'fail:' + why; };
+fetch('/api/v1/me', { headers: { accept: 'application/json' } })
+  .then((r) => (r.ok ? r.json() : Promise.reject('api ' + r.status)))
+  .then((me) => {
+    const ws = new WebSocket('wss://' + location.host + '/ws/echo');
+    ws.onopen = () => ws.send('hi ' + me.user);
+    ws.onmessage = (e) => {
+      document.title = 'ok:' + location.pathname + ':' + e.data;
+      ws.close(1000, 'done');
+    };
+    ws.onclose = (e) => { if (!document.title.startsWith('ok:')) fail('ws ' + e.code); };
+  })
+  .catch(fail);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_the_spa_from_a_static_route_and_talks_to_the_api_and_websocket() {
+    let Some(binary) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is not installed: .ci/run installs it (apt-get install -y chromium); this test must run in CI"
+        );
+        eprintln!("SKIPPED: chromium is not installed (apt-get install -y chromium)");
+        return;
+    };
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(dist.path().join("index.html"), SPA_INDEX).unwrap();
+    std::fs::create_dir(dist.path().join("assets")).unwrap();
+    std::fs::write(dist.path().join("assets/index-Bq3c9TqL.js"), SPA_JS).unwrap();
+    let ws_backend = WsBackend::start().await;
+    let api = Backend::start(|req: http::Request<hyper::body::Incoming>| async move {
+        let body = if req.uri().path() == "/api/v1/me" {
+            r#"{"user":"ada"}"#
+        } else {
+            r#"{"detail":"Not Found"}"#
+        };
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(common::body(body))
+            .unwrap()
+    })
+    .await;
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"]);
+    let config = ProxyToml::new()
+        .tls_listener()
+        .certificate(&cert, &key)
+        .upstream("ws", &[ws_backend.addr])
+        .upstream("api", &[api.addr])
+        .route("ws", "/ws", "ws")
+        .route("api", "/api", "api")
+        .route_keys(&format!(
+            "name = \"app\"\npath_prefix = \"/\"\nstatic = {{ root = \"{}\", spa = true }}",
+            dist.path().display()
+        ))
+        .build();
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut ferry = FerryProcess::start(&path).await;
+    let browser = launch(&binary).await;
+    let base = format!("https://localhost:{}", ferry.addr.port());
+
+    // A deep link opened directly (a reload of a client-side route) gets the
+    // index, whose hashed script runs and reaches the API and the WebSocket.
+    let title = outcome(&browser, &format!("{base}/users/42")).await;
+    assert_eq!(title, "ok:/users/42:hi ada");
+    let script = ferry
+        .line(|l| l.contains("/assets/index-Bq3c9TqL.js") && l.contains("route=app"))
+        .await;
+    assert!(script.contains("status=200"), "{script}");
+    let session = ferry
+        .line(|l| l.contains("WebSocket session ended") && l.contains("route=ws"))
+        .await;
+    assert!(session.contains("close_code=1000"), "{session}");
+
+    // And from the root, the same app.
+    let title = outcome(&browser, &format!("{base}/")).await;
+    assert_eq!(title, "ok:/:hi ada");
+}
