@@ -162,6 +162,22 @@ async fn outcome(browser: &Browser, url: &str) -> String {
     .await
 }
 
+/// A TLS listener with a `localhost` certificate from `ca`.
+fn tls_config(ca: &TestCa) -> ProxyToml {
+    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"]);
+    ProxyToml::new().tls_listener().certificate(&cert, &key)
+}
+
+/// ferry (the real binary) on `config`, Chromium, and the https base URL.
+async fn start(ca: &TestCa, config: &str, binary: &str) -> (FerryProcess, Browser, String) {
+    let path = ca.dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let ferry = FerryProcess::start(&path).await;
+    let browser = launch(binary).await;
+    let base = format!("https://localhost:{}", ferry.addr.port());
+    (ferry, browser, base)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_opens_a_websocket_through_ferry_over_http2() {
     let Some(binary) = chromium() else {
@@ -181,10 +197,7 @@ async fn chromium_opens_a_websocket_through_ferry_over_http2() {
     })
     .await;
     let ca = TestCa::new();
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"]);
-    let config = ProxyToml::new()
-        .tls_listener()
-        .certificate(&cert, &key)
+    let config = tls_config(&ca)
         .upstream("ws", &[ws_backend.addr])
         .upstream("page", &[page.addr])
         .route("ws", "/ws", "ws")
@@ -196,11 +209,7 @@ async fn chromium_opens_a_websocket_through_ferry_over_http2() {
         )
         .route("page", "/", "page")
         .build();
-    let path = ca.dir.path().join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut ferry = FerryProcess::start(&path).await;
-    let browser = launch(&binary).await;
-    let base = format!("https://localhost:{}", ferry.addr.port());
+    let (mut ferry, browser, base) = start(&ca, &config, &binary).await;
 
     let title = outcome(&browser, &format!("{base}/?ws=/ws/echo")).await;
     assert_eq!(title, "ok:hello from the browser");
@@ -279,10 +288,7 @@ async fn chromium_loads_the_spa_from_a_static_route_and_talks_to_the_api_and_web
     })
     .await;
     let ca = TestCa::new();
-    let (cert, key) = ca.leaf("localhost", &["localhost", "127.0.0.1"]);
-    let config = ProxyToml::new()
-        .tls_listener()
-        .certificate(&cert, &key)
+    let config = tls_config(&ca)
         .upstream("ws", &[ws_backend.addr])
         .upstream("api", &[api.addr])
         .route("ws", "/ws", "ws")
@@ -292,11 +298,7 @@ async fn chromium_loads_the_spa_from_a_static_route_and_talks_to_the_api_and_web
             dist.path().display()
         ))
         .build();
-    let path = ca.dir.path().join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut ferry = FerryProcess::start(&path).await;
-    let browser = launch(&binary).await;
-    let base = format!("https://localhost:{}", ferry.addr.port());
+    let (mut ferry, browser, base) = start(&ca, &config, &binary).await;
 
     // A deep link opened directly (a reload of a client-side route) gets the
     // index, whose hashed script runs and reaches the API and the WebSocket.
