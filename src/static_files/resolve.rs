@@ -193,7 +193,7 @@ fn target(
 ) -> Result<FileTarget, StaticError> {
     let mut siblings = Vec::new();
     for &e in &files.precompressed {
-        if let Some((_, meta)) = checked(root, &sibling(&path, e), files.follow_symlinks)? {
+        if let Some(meta) = checked_sibling(root, &sibling(&path, e), files.follow_symlinks)? {
             if meta.is_file() {
                 siblings.push(e);
             }
@@ -247,6 +247,24 @@ fn checked(
     };
     match fs::metadata(&resolved) {
         Ok(meta) => Ok(Some((resolved, meta))),
+        Err(e) => missing(e),
+    }
+}
+
+/// [`checked`] for a sibling of a file already checked: `path` differs from
+/// a resolved path only in its last component, so unless that component is
+/// itself a symlink it is resolved too, and one `lstat` answers what
+/// `canonicalize` (a `readlink` per component) would.
+fn checked_sibling(
+    root: &Path,
+    path: &Path,
+    policy: FollowSymlinks,
+) -> Result<Option<Metadata>, StaticError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Ok(checked(root, path, policy)?.map(|(_, meta)| meta))
+        }
+        Ok(meta) => Ok(Some(meta)),
         Err(e) => missing(e),
     }
 }
