@@ -464,6 +464,8 @@ def summarize(a):
                 met = c.get("na") or n.get("na") or "not measured"
             else:
                 met = "yes" if r >= want else "no"
+                if c["errors"] or n["errors"]:
+                    met += " (⚠ some run reported errors)"
             L.append("| (%s) %s | %s | %s | %s | %s |" % (TEST_INDEX[tid][1].split(")")[0].strip("("), text,
                      fmt(v, key), fmt(b, key), "%.2f×" % r if r is not None else "–", met))
 
