@@ -310,7 +310,7 @@ NGINX_BROTLI_LOC=
 if has nginx && [[ -f $NGINX_BROTLI_SO ]]; then
   NGINX_BROTLI=1
   NGINX_BROTLI_MAIN="load_module $NGINX_BROTLI_SO;"
-  NGINX_BROTLI_LOC="brotli on; brotli_comp_level $BROTLI_LEVEL; brotli_types application/json;"
+  NGINX_BROTLI_LOC="brotli on; brotli_comp_level $BROTLI_LEVEL; brotli_window 1m; brotli_types application/json;"
 fi
 # Files: root + try_files as a frontend's nginx serves them, with the two
 # headers ferry adds to every file (nosniff, its default Cache-Control).
