@@ -16,7 +16,7 @@
 #   TESTS               subset and order of: startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle
 #                       static_small static_large compress (these three are not in the default set)
 #   COMPRESS_RPS [200]  offered rate of the compress test (proxy CPU per compressed response)
-#   GZIP_LEVEL [1] BROTLI_LEVEL [4]   nginx's gzip_comp_level and brotli_comp_level in the
+#   GZIP_LEVEL [1] BROTLI_LEVEL [3]   nginx's gzip_comp_level and brotli_comp_level in the
 #                       compress test: ferry's built-in levels (HAProxy's libslz has no levels)
 #   PROXY_CPU [1] LOAD_CPU [0]   CPUs for the proxy and for load generator + upstream
 #   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
@@ -42,7 +42,7 @@ IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
 FIXED_RPS=${FIXED_RPS:-10000}
 COMPRESS_RPS=${COMPRESS_RPS:-200}
 GZIP_LEVEL=${GZIP_LEVEL:-1}
-BROTLI_LEVEL=${BROTLI_LEVEL:-4}
+BROTLI_LEVEL=${BROTLI_LEVEL:-3}
 STARTUP_REPS=${STARTUP_REPS:-3}
 TESTS=${TESTS:-"startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle"}
 PROXY_CPU=${PROXY_CPU:-1}
