@@ -57,6 +57,26 @@ TESTS = [
         ("cpu_us_per_req", "proxy CPU µs per request", "lower", False),
         ("req_s", "achieved req/s", "info", False),
     ]),
+    ("static_small", "(9a) static file, 1 KiB, HTTPS HTTP/1.1 keep-alive", "wrk -t1 -c64 --latency", [
+        ("req_s", "req/s", "higher", True),
+        ("p50_ms", "p50 latency (ms)", "lower", False),
+        ("p99_ms", "p99 latency (ms)", "lower", False),
+    ]),
+    ("static_large", "(9b) static file, 1 MiB, HTTPS HTTP/1.1", "wrk -t1 -c8", [
+        ("mb_s", "MB/s", "higher", True),
+    ]),
+    ("compress_gzip", "(10a) gzip of a proxied 100 KiB JSON response, fixed offered rate",
+     "h2load --h1 -c4 --rps, Accept-Encoding: gzip", [
+        ("cpu_us_per_resp", "proxy CPU µs per response", "lower", False),
+        ("resp_bytes", "body bytes per response (of 102,400)", "info", False),
+        ("req_s", "achieved responses/s", "info", False),
+    ]),
+    ("compress_br", "(10b) brotli of a proxied 100 KiB JSON response, fixed offered rate",
+     "h2load --h1 -c4 --rps, Accept-Encoding: br", [
+        ("cpu_us_per_resp", "proxy CPU µs per response", "lower", False),
+        ("resp_bytes", "body bytes per response (of 102,400)", "info", False),
+        ("req_s", "achieved responses/s", "info", False),
+    ]),
 ]
 TEST_INDEX = {t[0]: t for t in TESTS}
 
@@ -74,6 +94,15 @@ TARGETS = [
     ("startup", "ready_ms", False, "<", 50, "ready in < 50 ms"),
     ("startup", "idle_rss_mb", False, "<", 10, "< 10 MB RSS idle"),
 ]
+
+# issue 14: (test, metric, minimum ratio to nginx per proxy core, text)
+TARGETS_14 = [
+    ("static_small", "req_s", 1.0, "≥ 1.0× nginx per core"),
+    ("static_large", "mb_s", 1.0, "≥ 1.0× nginx per core"),
+]
+
+# the JSON body of the compress test, uncompressed
+JSON_BYTES = 102400
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -127,6 +156,9 @@ def parse_h2load(text):
         out["status"] = {"2xx": s2, "3xx": s3, "4xx": s4, "5xx": s5}
         if s4 or s5:
             errs.append("h2load: %d 4xx, %d 5xx" % (s4, s5))
+    m = re.search(r"\((\d+)\) data", text)
+    if m:
+        out["data_bytes"] = int(m.group(1))
     m = re.search(r"Application protocol: (\S+)", text)
     if m:
         out["alpn"] = m.group(1)
@@ -171,9 +203,18 @@ def record(a):
         rec["errors"].extend(errs)
         if "req_s" not in parsed:
             rec["error"] = "failed: %s" % (text.strip().splitlines() or ["no output"])[-1][:200]
-        if a.test == "bulk" and "req_s" in parsed:
+        if a.test in ("bulk", "static_large") and "req_s" in parsed:
             m["mb_s"] = parsed["req_s"] * 1048576 / 1e6
             m["req_s"] = parsed["req_s"]
+        elif a.test in ("compress_gzip", "compress_br") and "req_s" in parsed:
+            m["req_s"] = parsed["req_s"]
+            n = parsed.get("succeeded")
+            if a.proxy_cpu is not None and n:
+                m["cpu_us_per_resp"] = a.proxy_cpu * 1e6 / n
+            if n and parsed.get("data_bytes") is not None:
+                m["resp_bytes"] = parsed["data_bytes"] / n
+                if m["resp_bytes"] > 0.9 * JSON_BYTES:
+                    rec["errors"].append("responses were not compressed (%.0f body bytes each)" % m["resp_bytes"])
         elif a.test == "fixed_rate" and "req_s" in parsed:
             m["req_s"] = parsed["req_s"]
             if a.proxy_cpu is not None and parsed.get("succeeded"):
@@ -239,7 +280,7 @@ def record(a):
 def fmt(v, key=""):
     if v is None:
         return "–"
-    if key.endswith("_ms") or key in ("kb_per_session", "idle_rss_mb", "idle_pss_mb", "cpu_us_per_req"):
+    if key.endswith("_ms") or key in ("kb_per_session", "idle_rss_mb", "idle_pss_mb", "cpu_us_per_req", "cpu_us_per_resp"):
         return "%.2f" % v if v < 10 else "%.1f" % v if v < 100 else "%.0f" % v
     if abs(v) >= 10000:
         return "%.1fk" % (v / 1000)
@@ -370,8 +411,17 @@ def summarize(a):
         L.append("")
         L.append("CPU per request at the fixed offered rate (test 8) needs no normalisation: " + ", ".join(
             "%s %s µs" % (p, fmt(summary["fixed_rate"][p].get("cpu_us_per_req"), "cpu_us_per_req")) for p in proxies) + ".")
+    if "compress_gzip" in summary or "compress_br" in summary:
+        lv = "nginx at gzip_comp_level %s" % meta.get("nginx_gzip_level", "?")
+        if meta.get("nginx_brotli_level") is not None:
+            lv += " and brotli_comp_level %s" % meta["nginx_brotli_level"]
+        else:
+            lv += " (no brotli module)"
+        L.append("")
+        L.append("Compression (tests 10a and 10b): %s req/s offered on 4 connections; %s; HAProxy with libslz (gzip, no levels); ferry at its built-in levels. The CPU per response needs no normalisation." % (
+            meta.get("compress_rps", "?"), lv))
 
-    if "ferry" in proxies:
+    if "ferry" in proxies and any(t[0] in summary for t in TARGETS):
         L.append("")
         L.append("## ferry against the targets of issue 7")
         L.append("")
@@ -398,6 +448,26 @@ def summarize(a):
             else:  # <= best peer
                 met = "–" if best is None else ("yes" if v <= best else "no (%.2f× the best peer)" % (v / best))
             L.append("| (%s) %s | %s | %s | %s |" % (TEST_INDEX[tid][1].split(")")[0].strip("("), text, fmt(v, key), fmt(best, key), met))
+
+    rows14 = [t for t in TARGETS_14 if t[0] in summary]
+    if "ferry" in proxies and base == "nginx" and rows14:
+        L.append("")
+        L.append("## ferry against the targets of issue 14")
+        L.append("")
+        L.append("| target | ferry per core | nginx per core | ratio | met? |")
+        L.append("|---|---|---|---|---|")
+        for tid, key, want, text in rows14:
+            c, n = summary[tid]["ferry"], summary[tid]["nginx"]
+            v, b = c.get(key + "_per_core"), n.get(key + "_per_core")
+            r = ratio(tid, key, "ferry", "_per_core")
+            if r is None:
+                met = c.get("na") or n.get("na") or "not measured"
+            else:
+                met = "yes" if r >= want else "no"
+                if c["errors"] or n["errors"]:
+                    met += " (⚠ some run reported errors)"
+            L.append("| (%s) %s | %s | %s | %s | %s |" % (TEST_INDEX[tid][1].split(")")[0].strip("("), text,
+                     fmt(v, key), fmt(b, key), "%.2f×" % r if r is not None else "–", met))
 
     L.append("")
     L.append("## Errors and warnings")

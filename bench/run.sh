@@ -14,6 +14,10 @@
 #   FIXED_RPS [10000]   offered rate of test 8 (proxy CPU per request)
 #   STARTUP_REPS [3]    start-ups measured per proxy per round (test 7)
 #   TESTS               subset and order of: startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle
+#                       static_small static_large compress (these three are not in the default set)
+#   COMPRESS_RPS [200]  offered rate of the compress test (proxy CPU per compressed response)
+#   GZIP_LEVEL [1] BROTLI_LEVEL [3]   nginx's gzip_comp_level and brotli_comp_level in the
+#                       compress test: ferry's built-in levels (HAProxy's libslz has no levels)
 #   PROXY_CPU [1] LOAD_CPU [0]   CPUs for the proxy and for load generator + upstream
 #   PORT [18443] UPSTREAM_PORT [18080]   loopback ports
 #   SKIP_BUILD=1        use the existing release binaries
@@ -36,6 +40,9 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 IDLE_SOCKETS=${IDLE_SOCKETS:-10000}
 FIXED_RPS=${FIXED_RPS:-10000}
+COMPRESS_RPS=${COMPRESS_RPS:-200}
+GZIP_LEVEL=${GZIP_LEVEL:-1}
+BROTLI_LEVEL=${BROTLI_LEVEL:-3}
 STARTUP_REPS=${STARTUP_REPS:-3}
 TESTS=${TESTS:-"startup h1 h2 tls_full tls_resumed bulk ws_echo ws_echo_h2 fixed_rate ws_idle"}
 PROXY_CPU=${PROXY_CPU:-1}
@@ -62,6 +69,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v pgrep >/dev/null || need+=(procps)
 command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
 if has nginx && ! command -v nginx >/dev/null; then need+=(nginx); fi
 if has haproxy && ! command -v haproxy >/dev/null; then need+=(haproxy); fi
 if [[ ${#need[@]} -gt 0 ]]; then
@@ -127,6 +135,7 @@ CLK_TCK=$(getconf CLK_TCK)
 PROXY_PID=
 UPSTREAM_PID=
 CHILD_PID=
+FILES=
 START_TIME=$(date +%s)
 
 tree_pids() { # pid and its descendants
@@ -156,7 +165,7 @@ cleanup() {
   kill_tree "$CHILD_PID"
   kill_tree "$PROXY_PID"
   kill_tree "$UPSTREAM_PID"
-  rm -rf "$TMP"
+  rm -rf "$TMP" "${FILES:-}"
   exit $rc
 }
 trap cleanup EXIT
@@ -186,7 +195,16 @@ cat "$TMP/leaf.pem" "$TMP/leaf.key" >"$TMP/haproxy.pem"
 # negotiates 1.3), ECDSA P-256, ALPN h2 + http/1.1, a keep-alive pool to the
 # upstream, X-Forwarded-For/-Proto/-Host and X-Real-IP, no access log, one
 # worker.
-cat >"$TMP/ferry.toml" <<EOF
+#
+# The static and compress tests use a second configuration of each proxy
+# (ferry-files.toml, nginx-files.conf, haproxy-files.cfg): the same plus the
+# file and compression routes, so that the other tests run exactly as before.
+# The files live in a directory of their own that nginx's worker (www-data) can
+# read; $TMP, with the keys, stays private.
+FILES=$(mktemp -d /tmp/ferry-bench-www.XXXXXX)
+chmod 755 "$FILES"
+ferry_conf() { # extra routes, put before the catch-all route
+  cat <<EOF
 [server]
 workers = 1
 shutdown_grace = "1s"
@@ -202,14 +220,29 @@ key = "$TMP/leaf.key"
 
 [upstream.bench]
 servers = ["127.0.0.1:$UPSTREAM_PORT"]
-
+$1
 [[route]]
 path_prefix = "/"
 upstream = "bench"
 EOF
+}
+ferry_conf "" >"$TMP/ferry.toml"
+# nginx's root semantics in both: /files/1k.txt is $FILES/files/1k.txt.
+ferry_conf "
+[[route]]
+path_prefix = \"/files\"
+static = { root = \"$FILES\" }
+
+[[route]]
+path_prefix = \"/json\"
+upstream = \"bench\"
+compress = true
+" >"$TMP/ferry-files.toml"
 
 mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx.conf" <<EOF
+nginx_conf() { # extra main-context lines, extra server-context lines
+  cat <<EOF
+$1
 worker_processes 1;
 worker_rlimit_nofile $NOFILE;
 pid $TMP/nginx/nginx.pid;
@@ -263,11 +296,55 @@ http {
       proxy_read_timeout 1h;
       proxy_send_timeout 1h;
     }
+$2
   }
 }
 EOF
+}
+nginx_conf "" "" >"$TMP/nginx.conf"
+# Debian's brotli filter for nginx (package libnginx-mod-http-brotli-filter), if installed.
+NGINX_BROTLI_SO=/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so
+NGINX_BROTLI=0
+NGINX_BROTLI_MAIN=
+NGINX_BROTLI_LOC=
+if has nginx && [[ -f $NGINX_BROTLI_SO ]]; then
+  NGINX_BROTLI=1
+  NGINX_BROTLI_MAIN="load_module $NGINX_BROTLI_SO;"
+  NGINX_BROTLI_LOC="brotli on; brotli_comp_level $BROTLI_LEVEL; brotli_window 1m; brotli_types application/json;"
+fi
+# Files: root + try_files as a frontend's nginx serves them, with the two
+# headers ferry adds to every file (nosniff, its default Cache-Control).
+# Compression: gzip (and brotli) of the proxied JSON at ferry's levels.
+nginx_conf "$NGINX_BROTLI_MAIN" "
+    location /files/ {
+      root $FILES;
+      try_files \$uri =404;
+      include /etc/nginx/mime.types;
+      default_type application/octet-stream;
+      charset utf-8;
+      sendfile on;
+      gzip_static on;
+      add_header X-Content-Type-Options nosniff;
+      add_header Cache-Control \"public, max-age=300, must-revalidate\";
+    }
+    location /json/ {
+      proxy_pass http://bench;
+      proxy_set_header Connection \"\";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      gzip on;
+      gzip_types application/json;
+      gzip_comp_level $GZIP_LEVEL;
+      gzip_proxied any;
+      gzip_vary on;
+      $NGINX_BROTLI_LOC
+    }" >"$TMP/nginx-files.conf"
 
-cat >"$TMP/haproxy.cfg" <<EOF
+haproxy_conf() { # extra backend lines
+  cat <<EOF
 global
   nbthread 1
   maxconn $PROXY_MAXCONN
@@ -292,13 +369,27 @@ frontend fe
 
 backend be
   server up 127.0.0.1:$UPSTREAM_PORT
+$1
 EOF
+}
+haproxy_conf "" >"$TMP/haproxy.cfg"
+# HAProxy serves no files; its compression is gzip by libslz (no levels, no brotli).
+haproxy_conf "  compression algo gzip
+  compression type application/json" >"$TMP/haproxy-files.cfg"
 
-proxy_cmd() { # sets CMD
+# The files: 1 KiB of text and 1 MiB of binary, under $FILES/files/.
+mkdir -m 755 -p "$FILES/files"
+head -c 1024 /dev/urandom | base64 -w 64 | head -c 1023 >"$FILES/files/1k.txt"
+echo >>"$FILES/files/1k.txt"
+head -c 1048576 /dev/urandom >"$FILES/files/1m.bin"
+chmod 644 "$FILES/files/1k.txt" "$FILES/files/1m.bin"
+
+proxy_cmd() { # name [variant: "" or "-files"]; sets CMD
+  local v=${2:-}
   case $1 in
-    ferry) CMD=(env FERRY_LOG=warn "$FERRY_BIN" -c "$TMP/ferry.toml") ;;
-    nginx) CMD=(nginx -e stderr -p "$TMP/nginx/" -c "$TMP/nginx.conf" -g "daemon off;") ;;
-    haproxy) CMD=(haproxy -db -f "$TMP/haproxy.cfg") ;;
+    ferry) CMD=(env FERRY_LOG=warn "$FERRY_BIN" -c "$TMP/ferry$v.toml") ;;
+    nginx) CMD=(nginx -e stderr -p "$TMP/nginx/" -c "$TMP/nginx$v.conf" -g "daemon off;") ;;
+    haproxy) CMD=(haproxy -db -f "$TMP/haproxy$v.cfg") ;;
   esac
 }
 
@@ -307,10 +398,10 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 URL=https://127.0.0.1:$PORT
 TLSARGS=(--pin "$TMP/leaf.pem" --sni localhost)
 
-start_proxy() { # name logfile; sets PROXY_PID; fails if not serving within 10 s
+start_proxy() { # name logfile [variant]; sets PROXY_PID; fails if not serving within 10 s
   local name=$1 logf=$2 i
   for i in $(seq 1 100); do port_open "$PORT" || break; sleep 0.1; done
-  proxy_cmd "$name"
+  proxy_cmd "$name" "${3:-}"
   taskset -c "$PROXY_CPU" "${CMD[@]}" >>"$logf" 2>&1 </dev/null &
   PROXY_PID=$!
   "$CLIENT" probe --url "$URL/small" "${TLSARGS[@]}" --timeout 10 >/dev/null 2>&1
@@ -442,7 +533,17 @@ run_test() { # test proxy round
     done
     return
   fi
-  if ! start_proxy "$proxy" "$logf"; then
+  local variant=
+  case $test in
+    static_small|static_large)
+      if [[ $proxy == haproxy ]]; then
+        record_failure "$test" "$proxy" "$round" "HAProxy does not serve files"
+        return
+      fi
+      variant=-files ;;
+    compress) variant=-files ;;
+  esac
+  if ! start_proxy "$proxy" "$logf" "$variant"; then
     record_failure "$test" "$proxy" "$round" "proxy did not start: $(tail -n1 "$logf" | cut -c1-200)"
     stop_proxy
     return
@@ -475,6 +576,26 @@ run_test() { # test proxy round
     fixed_rate)
       measure fixed_rate "$proxy" "$round" h2load "$logf" \
         h2load --h1 -t1 -c16 -m1 --rps "$(( FIXED_RPS / 16 ))" -D "$DURATION" "$URL/small" ;;
+    static_small)
+      warm wrk -t1 -c64 -d"${WARMUP}s" "$URL/files/1k.txt"
+      measure static_small "$proxy" "$round" wrk "$logf" wrk -t1 -c64 -d"${DURATION}s" --latency "$URL/files/1k.txt" ;;
+    static_large)
+      warm wrk -t1 -c8 -d"${WARMUP}s" "$URL/files/1m.bin"
+      measure static_large "$proxy" "$round" wrk "$logf" wrk -t1 -c8 -d"${DURATION}s" "$URL/files/1m.bin" ;;
+    compress)
+      # proxy CPU per compressed response at a fixed offered rate, as in test 8
+      local enc
+      for enc in gzip br; do
+        if [[ $enc == br && $proxy == haproxy ]]; then
+          record_failure compress_br "$proxy" "$round" "HAProxy 2.6 has no brotli"
+        elif [[ $enc == br && $proxy == nginx && $NGINX_BROTLI == 0 ]]; then
+          record_failure compress_br "$proxy" "$round" "no brotli module in this nginx"
+        else
+          measure "compress_$enc" "$proxy" "$round" h2load "$logf" \
+            h2load --h1 -t1 -c4 -m1 --rps "$(( COMPRESS_RPS / 4 ))" -D "$DURATION" \
+            -H "Accept-Encoding: $enc" "$URL/json/100k"
+        fi
+      done ;;
     ws_idle)
       local pids
       pids=$(tree_pids "$PROXY_PID" | paste -sd,)
@@ -503,6 +624,27 @@ for p in "${PROXIES[@]}"; do
   fi
   stop_proxy
 done
+# What the file and compression routes answer (status, headers, body size), once.
+case " $TESTS " in
+  *" static_small "*|*" static_large "*|*" compress "*)
+    for p in "${PROXIES[@]}"; do
+      if start_proxy "$p" "$RAW/files-$p.log" -files; then
+        urls=("/json/100k gzip" "/json/100k br")
+        [[ $p == haproxy ]] || urls=("/files/1k.txt" "/files/1m.bin" "${urls[@]}")
+        for u in "${urls[@]}"; do
+          # shellcheck disable=SC2086
+          set -- $u
+          echo "== GET $1${2:+ (Accept-Encoding: $2)}"
+          curl -s --http1.1 --max-time 10 --cacert "$TMP/ca.pem" --resolve "localhost:$PORT:127.0.0.1" \
+            ${2:+-H "Accept-Encoding: $2"} -o /dev/null -D - -w 'body bytes: %{size_download}\n' \
+            "https://localhost:$PORT$1" | tr -d '\r' || true
+        done >"$RAW/files-$p.txt" 2>&1
+      else
+        echo "did not start" >"$RAW/files-$p.txt"
+      fi
+      stop_proxy
+    done ;;
+esac
 
 log "proxies: ${PROXIES[*]}; rounds: $ROUNDS; ${DURATION}s per test; tests: $TESTS"
 n=${#PROXIES[@]}
@@ -532,6 +674,7 @@ else
   FERRY_COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
   FERRY_DIRTY=$([[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]] && echo 1 || echo 0)
 fi
+export COMPRESS_RPS GZIP_LEVEL BROTLI_LEVEL NGINX_BROTLI
 export TS ROUNDS DURATION WARMUP IDLE_SOCKETS FIXED_RPS PROXY_CPU LOAD_CPU NOTE NOISE_MAX ATTEMPTS FERRY_COMMIT FERRY_DIRTY \
   LOADAVG_START LOADAVG_END RAW
 export PROXIES_STR="${PROXIES[*]}"
@@ -561,6 +704,8 @@ meta = {
     "note": e.get("NOTE", ""), "proxies": e["PROXIES_STR"].split(),
     "rounds": int(e["ROUNDS"]), "duration": e["DURATION"], "warmup": e["WARMUP"],
     "idle_sockets": int(e["IDLE_SOCKETS"]), "fixed_rps": int(e["FIXED_RPS"]),
+    "compress_rps": int(e["COMPRESS_RPS"]), "nginx_gzip_level": int(e["GZIP_LEVEL"]),
+    "nginx_brotli_level": int(e["BROTLI_LEVEL"]) if e["NGINX_BROTLI"] == "1" else None,
     "noise_max": e["NOISE_MAX"], "attempts": int(e["ATTEMPTS"]),
     "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"],
     "nproc": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(),

@@ -4,6 +4,8 @@
 //! - `GET /small`   → 200, a 100-byte text body
 //! - `GET /1m`      → 200, 1 MiB (1,048,576 bytes)
 //! - `GET /headers` → 200, the request head as received (to check what a proxy forwards)
+//! - `GET /json/100k` → 200, `application/json`, 102,400 bytes of API-like JSON
+//!   (the compression test: a proxy compresses it by the client's Accept-Encoding)
 //! - `GET /ws` with `Upgrade: websocket` → 101, then every text/binary message is echoed
 //! - anything else  → 404
 //!
@@ -56,6 +58,62 @@ fn one_mib() -> Bytes {
     .clone()
 }
 
+/// 100 KiB (102,400 bytes) of JSON that looks like an API listing: records
+/// with ids, names, e-mail addresses, numbers and tags from a fixed
+/// pseudo-random sequence, so it compresses like real data (about 4:1 with
+/// gzip), not like a repeated string.
+fn json_100k() -> Bytes {
+    static BODY: OnceLock<Bytes> = OnceLock::new();
+    BODY.get_or_init(|| {
+        const SIZE: usize = 100 * 1024;
+        const WORDS: [&str; 16] = [
+            "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+            "juliet", "kilo", "lima", "mike", "november", "oscar", "papa",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            x >> 33
+        };
+        let mut s = String::with_capacity(SIZE);
+        s.push_str("{\"items\":[");
+        let mut id = 0u64;
+        while s.len() < SIZE - 400 {
+            if id > 0 {
+                s.push(',');
+            }
+            let (a, b, c) = (next(), next(), next());
+            s.push_str(&format!(
+                "{{\"id\":{},\"name\":\"{}-{}\",\"email\":\"{}.{:x}@example.com\",\"active\":{},\"score\":{}.{:02},\"created\":\"2026-{:02}-{:02}T{:02}:{:02}:{:02}Z\",\"tags\":[\"{}\",\"{}\"]}}",
+                100_000 + id,
+                WORDS[(a % 16) as usize],
+                b % 10_000,
+                WORDS[(b % 16) as usize],
+                c & 0xffff_ffff,
+                a % 3 != 0,
+                c % 1000,
+                b % 100,
+                1 + a % 12,
+                1 + b % 28,
+                c % 24,
+                a % 60,
+                b % 60,
+                WORDS[(c % 16) as usize],
+                WORDS[((a >> 8) % 16) as usize],
+            ));
+            id += 1;
+        }
+        s.push_str("],\"next\":\"");
+        while s.len() < SIZE - 2 {
+            s.push(char::from(b'a' + (next() % 26) as u8));
+        }
+        s.push_str("\"}");
+        debug_assert_eq!(s.len(), SIZE);
+        Bytes::from(s)
+    })
+    .clone()
+}
+
 fn text(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
@@ -73,6 +131,12 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     Ok(match req.uri().path() {
         "/small" => text(StatusCode::OK, Bytes::from_static(SMALL)),
         "/1m" => text(StatusCode::OK, one_mib()),
+        "/json/100k" => {
+            let mut r = text(StatusCode::OK, json_100k());
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
         "/headers" => {
             let mut s = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
             for (k, v) in req.headers() {
