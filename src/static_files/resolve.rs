@@ -229,25 +229,54 @@ fn checked(
 ) -> Result<Option<(PathBuf, Metadata)>, StaticError> {
     let resolved = match policy {
         FollowSymlinks::Always => path.to_path_buf(),
-        FollowSymlinks::Never | FollowSymlinks::WithinRoot => match fs::canonicalize(path) {
-            Ok(real) if real == path => real,
-            Ok(_) if policy == FollowSymlinks::Never => {
-                return Err(StaticError::NotFound(
-                    "a symlink on the path (follow_symlinks = \"never\")",
-                ));
-            }
-            Ok(real) if real.starts_with(root) => real,
-            Ok(_) => {
-                return Err(StaticError::NotFound(
-                    "a symlink that leaves the root (follow_symlinks = \"within_root\")",
-                ));
-            }
+        FollowSymlinks::Never | FollowSymlinks::WithinRoot => match no_symlink_below(root, path) {
+            // The common case: no link on the way, so the lexical path is the real one.
+            Ok(Some(meta)) => return Ok(Some((path.to_path_buf(), meta))),
+            Ok(None) => match fs::canonicalize(path) {
+                Ok(real) if real == path => real,
+                Ok(_) if policy == FollowSymlinks::Never => {
+                    return Err(StaticError::NotFound(
+                        "a symlink on the path (follow_symlinks = \"never\")",
+                    ));
+                }
+                Ok(real) if real.starts_with(root) => real,
+                Ok(_) => {
+                    return Err(StaticError::NotFound(
+                        "a symlink that leaves the root (follow_symlinks = \"within_root\")",
+                    ));
+                }
+                Err(e) => return missing(e),
+            },
             Err(e) => return missing(e),
         },
     };
     match fs::metadata(&resolved) {
         Ok(meta) => Ok(Some((resolved, meta))),
         Err(e) => missing(e),
+    }
+}
+
+/// The metadata of `path` (under the canonical `root`) when no component
+/// below the root is a symlink — one `lstat` per component below the root,
+/// where `canonicalize` costs a `readlink` per component from `/`; `None`
+/// when one is (the caller then resolves the link).
+fn no_symlink_below(root: &Path, path: &Path) -> io::Result<Option<Metadata>> {
+    let Ok(below) = path.strip_prefix(root) else {
+        return Ok(None);
+    };
+    let mut at = root.to_path_buf();
+    let mut last = None;
+    for component in below.components() {
+        at.push(component);
+        let meta = fs::symlink_metadata(&at)?;
+        if meta.file_type().is_symlink() {
+            return Ok(None);
+        }
+        last = Some(meta);
+    }
+    match last {
+        Some(meta) => Ok(Some(meta)),
+        None => fs::metadata(root).map(Some),
     }
 }
 
